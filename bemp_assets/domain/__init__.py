@@ -1,0 +1,1 @@
+"""Pure domain library: no Dagster imports here, so tests and benchmarks call it directly."""

@@ -1,0 +1,211 @@
+"""Site configuration: YAML files under the config folder, validated on load.
+
+Every file holds one or more top-level sections (``site``, ``sources``, ...). Each section has a
+strict pydantic model: an unknown key, a wrong type or a missing field raises one
+:class:`ConfigError` that names the file, the key path and what was expected, instead of a
+traceback deep inside an asset run.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+Kind = Literal["instantaneous", "cumulative", "interval", "state"]
+SLUG = r"^[a-z][a-z0-9_]*$"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or invalid; the message names file and key."""
+
+
+def parse_duration(value: Any) -> int:
+    """'15min', '1h', '30s', '1d' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '15min', '1h' or a number of seconds")
+    if isinstance(value, (int, float)) and value > 0:
+        return int(value)
+    match = re.fullmatch(r"\s*(\d+)\s*(s|sec|min|m|h|d)\s*", str(value))
+    if not match:
+        raise ValueError(f"expected a duration such as '15min', '1h', '30s' or '1d', got {value!r}")
+    factor = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    seconds = int(match.group(1)) * factor
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+def _check_timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"expected an IANA time zone such as 'Europe/Rome', got {value!r}") from exc
+    return str(value)
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+TimeZone = Annotated[str, BeforeValidator(_check_timezone)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(Strict):
+    name: str
+    timezone: TimeZone = "Europe/Rome"
+    start_date: date = Field(description="first daily partition (site time zone)")
+
+
+class ParameterSpec(Strict):
+    """How a REACH parameter name (Italian) maps onto a variable."""
+
+    parameter: str = Field(pattern=SLUG)
+    unit: str | None = None
+    kind: Kind = "instantaneous"
+    category: str | None = None
+
+
+class TimestampSpec(Strict):
+    column: str
+    format: str
+    label: Literal["start", "end"] = "start"
+    midnight_is_end_of_day: bool = Field(
+        False, description="'0:00' written with the date of the day it closes (steel-plant export)"
+    )
+
+
+class WideColumn(Strict):
+    column: str
+    parameter: str = Field(pattern=SLUG)
+    unit: str | None = None
+    kind: Kind = "instantaneous"
+    category: str | None = None
+
+
+DEFAULT_REACH_PARAMETERS = {
+    "Potenza attiva": ParameterSpec(parameter="active_power", unit="kW", kind="instantaneous", category="electricity"),
+    "Energia attiva": ParameterSpec(parameter="active_energy", unit="kWh", kind="cumulative", category="electricity"),
+    "Corrente": ParameterSpec(parameter="current", unit="A", kind="instantaneous", category="electricity"),
+    "Tensione": ParameterSpec(parameter="voltage", unit="V", kind="instantaneous", category="electricity"),
+}
+
+
+class SourceConfig(Strict):
+    name: str = Field(pattern=SLUG)
+    format: Literal["reach", "wide"]
+    pattern: str = Field(description="glob matched against file names in the inbox")
+    site: str | None = None
+    device: str | None = None
+    timezone: TimeZone | None = None
+    expected_interval: Duration = 60
+    category: str | None = None
+    decimal: Literal[".", ","] | None = None
+    parameters: dict[str, ParameterSpec] = Field(default_factory=lambda: dict(DEFAULT_REACH_PARAMETERS))
+    timestamp: TimestampSpec | None = None
+    columns: list[WideColumn] = Field(default_factory=list)
+    ignore_columns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shape_fields(self) -> "SourceConfig":
+        if self.format == "wide":
+            missing = [f for f in ("timestamp", "device") if getattr(self, f) is None]
+            if not self.columns:
+                missing.append("columns")
+            if missing:
+                raise ValueError(f"a wide source needs {', '.join(missing)}")
+        elif self.columns or self.timestamp:
+            raise ValueError("'columns' and 'timestamp' belong to wide sources; REACH files have a fixed header")
+        return self
+
+    @property
+    def decimal_separator(self) -> str:
+        return self.decimal or ("," if self.format == "reach" else ".")
+
+
+class SiteSection(Strict):
+    site: SiteConfig
+
+
+class SourcesSection(Strict):
+    sources: list[SourceConfig]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "SourcesSection":
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}")
+        return self
+
+
+class BempConfig(Strict):
+    site: SiteConfig
+    sources: list[SourceConfig]
+    files: dict[str, str] = Field(default_factory=dict, description="section -> file it came from")
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no source named {name!r}; configured: {[s.name for s in self.sources]}")
+
+    def timezone_of(self, source: SourceConfig) -> str:
+        return source.timezone or self.site.timezone
+
+
+# section name -> (model validating {section: value}, whether the section is required).
+# Later capabilities (filters, models, alarms, KPIs) register their sections here.
+SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
+    "site": (SiteSection, True),
+    "sources": (SourcesSection, True),
+}
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ""
+        for part in loc:
+            key += f"[{part}]" if part.isdigit() else (f".{part}" if key else part)
+        got = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(err["input"], dict) else ""
+        lines.append(f"{path}: key '{key}': {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def load_config(config_dir: Path | str) -> BempConfig:
+    """Read and validate every ``*.yaml`` in ``config_dir``."""
+    config_dir = Path(config_dir)
+    if not config_dir.is_dir():
+        raise ConfigError(f"{config_dir}: config folder not found (set BEMP_CONFIG or BEMP_HOME)")
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for path in sorted(config_dir.glob("*.yaml")):
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections {sorted(SECTIONS)} at the top level")
+        for section, value in content.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{path}: key '{section}': unknown section; expected one of {sorted(SECTIONS)}")
+            if section in origin:
+                raise ConfigError(f"{path}: key '{section}': already defined in {origin[section]}")
+            model, _ = SECTIONS[section]
+            try:
+                parsed = model.model_validate({section: value})
+            except ValidationError as exc:
+                raise ConfigError(_format_error(path, exc)) from None
+            values[section] = getattr(parsed, section)
+            origin[section] = str(path)
+    for section, (_, required) in SECTIONS.items():
+        if required and section not in values:
+            raise ConfigError(f"{config_dir}: key '{section}': required section not found in any *.yaml file")
+    return BempConfig(**values, files=origin)

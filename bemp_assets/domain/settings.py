@@ -1,0 +1,35 @@
+"""Where BEMP keeps its files.
+
+Every path is resolved to an absolute path exactly once, here, so that the webserver, the
+daemon, run workers and the CLI agree on the same warehouse even if they start in different
+working directories.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    inbox: Path
+    warehouse: Path
+    config_dir: Path
+    sample_dir: Path
+    artifacts: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        home = Path(env.get("BEMP_HOME", "data")).expanduser().resolve()
+        return cls(
+            home=home,
+            inbox=home / "inbox",
+            warehouse=Path(env.get("BEMP_WAREHOUSE", home / "warehouse.duckdb")).expanduser().resolve(),
+            config_dir=Path(env.get("BEMP_CONFIG", home / "config")).expanduser().resolve(),
+            sample_dir=Path(env.get("BEMP_SAMPLE", home / "sample")).expanduser().resolve(),
+            artifacts=home / "artifacts",
+        )

@@ -1,0 +1,228 @@
+"""The warehouse contract (docs/warehouse.md) as DDL, plus the idempotent raw-layer writes.
+
+Layer rules:
+* ``raw`` is merge-only: a reading is inserted once per (variable_id, ts); a later file with a
+  different value for the same key replaces it and the change is logged in ``raw.revisions``.
+  Nothing is ever deleted from raw, so removing a file from the inbox loses nothing.
+* ``clean`` and ``agg`` are derived: a partition run replaces exactly its time window.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterator, Sequence
+
+import duckdb
+import pandas as pd
+
+from .parsing import ParsedFile
+
+SCHEMAS = ("meta", "raw", "clean", "agg")
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS meta;
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SCHEMA IF NOT EXISTS clean;
+CREATE SCHEMA IF NOT EXISTS agg;
+CREATE TABLE IF NOT EXISTS meta.variables (
+    variable_id VARCHAR PRIMARY KEY,
+    source VARCHAR NOT NULL,
+    site VARCHAR,
+    device VARCHAR NOT NULL,
+    parameter VARCHAR NOT NULL,
+    original_name VARCHAR,
+    unit VARCHAR,
+    kind VARCHAR NOT NULL CHECK (kind IN ('instantaneous', 'cumulative', 'interval', 'state')),
+    category VARCHAR,
+    timezone VARCHAR NOT NULL,
+    expected_interval_s INTEGER NOT NULL,
+    first_seen TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.measurements (
+    variable_id VARCHAR NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    value DOUBLE NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_line INTEGER,
+    ingested_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (variable_id, ts)
+);
+CREATE TABLE IF NOT EXISTS raw.revisions (
+    variable_id VARCHAR NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    old_value DOUBLE,
+    new_value DOUBLE,
+    old_source_file VARCHAR,
+    new_source_file VARCHAR,
+    revised_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.rejects (
+    source VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    line INTEGER NOT NULL,
+    field VARCHAR NOT NULL,
+    raw_text VARCHAR,
+    reason VARCHAR NOT NULL,
+    rejected_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source_file, file_sha256, line, field)
+);
+CREATE TABLE IF NOT EXISTS clean.measurements (
+    variable_id VARCHAR NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    value DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agg.hourly (
+    variable_id VARCHAR NOT NULL,
+    hour TIMESTAMPTZ NOT NULL,
+    mean DOUBLE,
+    min DOUBLE,
+    max DOUBLE,
+    sum DOUBLE,
+    n INTEGER NOT NULL,
+    coverage DOUBLE NOT NULL
+);
+"""
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Session settings every BEMP connection needs, and the schema (idempotent)."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(DDL)
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@dataclass
+class IngestReport:
+    files: list[str] = field(default_factory=list)
+    failed_files: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_in_window: int = 0
+    overlapping_rows: int = 0
+    inserted: int = 0
+    revised: int = 0
+    unchanged: int = 0
+    rejects_in_files: int = 0
+    rejects_new: int = 0
+    variables: int = 0
+
+
+def _upsert_variables(con, source, tz: str, parsed: Sequence[ParsedFile], now: datetime) -> int:
+    frames = [p.variables for p in parsed if p.table and len(p.variables)]
+    if not frames:
+        return 0
+    variables = pd.concat(frames).drop_duplicates("variable_id", keep="last")
+    con.register("_new_variables", variables)
+    con.execute("""
+        INSERT INTO meta.variables
+        SELECT variable_id, ?, ?, device, parameter, original_name, unit, kind, category, ?, ?, ?, ?
+        FROM _new_variables
+        ON CONFLICT (variable_id) DO UPDATE SET
+            source = excluded.source, site = excluded.site, device = excluded.device,
+            parameter = excluded.parameter, original_name = excluded.original_name,
+            unit = excluded.unit, kind = excluded.kind, category = excluded.category,
+            timezone = excluded.timezone, expected_interval_s = excluded.expected_interval_s,
+            updated_at = excluded.updated_at
+    """, [source.name, source.site, tz, source.expected_interval, now, now])
+    con.unregister("_new_variables")
+    return len(variables)
+
+
+def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: datetime) -> tuple[int, int]:
+    frames = []
+    for p in parsed:
+        rejects = p.rejects
+        if p.error:
+            rejects = pd.DataFrame([{"line": 1, "field": "", "raw_text": _first_line(p), "reason": p.error}])
+        if len(rejects):
+            frames.append(rejects.assign(source_file=p.path.name, file_sha256=p.sha256))
+    if not frames:
+        return 0, 0
+    rejects = pd.concat(frames, ignore_index=True)
+    before = con.execute("SELECT count(*) FROM raw.rejects").fetchone()[0]
+    con.register("_new_rejects", rejects)
+    con.execute("""
+        INSERT INTO raw.rejects
+        SELECT ?, source_file, file_sha256, line, field, raw_text, reason, ? FROM _new_rejects
+        ON CONFLICT DO NOTHING
+    """, [source_name, now])
+    con.unregister("_new_rejects")
+    return len(rejects), con.execute("SELECT count(*) FROM raw.rejects").fetchone()[0] - before
+
+
+def _first_line(p: ParsedFile) -> str:
+    with open(p.path, encoding="utf-8-sig", errors="replace") as handle:
+        return handle.readline().rstrip("\r\n")
+
+
+def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[ParsedFile],
+           window: tuple[datetime, datetime], now: datetime) -> IngestReport:
+    """Merge parsed files (oldest first) of one source into raw, for readings inside ``window``.
+
+    Rule for a key present in several files: the newest file (last in ``parsed``) wins.
+    Rule against the warehouse: an equal value is left untouched (ingested_at keeps its first
+    value); a different value replaces the stored one and is recorded in ``raw.revisions``.
+    """
+    report = IngestReport(files=[p.path.name for p in parsed])
+    report.failed_files = {p.path.name: p.error for p in parsed if p.error}
+    report.warnings = [w for p in parsed for w in p.warnings]
+    good = [p for p in parsed if p.table]
+    report.rows_read = sum(p.rows for p in good)
+    with transaction(con):
+        report.variables = _upsert_variables(con, source, tz, good, now)
+        report.rejects_in_files, report.rejects_new = _insert_rejects(con, source.name, parsed, now)
+        if good:
+            union = " UNION ALL ".join(
+                f"SELECT variable_id, ts, value, line, {i} AS file_order, {_quote(p.path.name)} AS source_file FROM {p.table}"
+                for i, p in enumerate(good)
+            )
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _batch AS
+                SELECT variable_id, ts, value, line, source_file,
+                       count(*) OVER (PARTITION BY variable_id, ts) AS copies
+                FROM ({union})
+                WHERE ts >= ? AND ts < ?
+                QUALIFY row_number() OVER (PARTITION BY variable_id, ts ORDER BY file_order DESC) = 1
+            """, list(window))
+            counts = con.execute("""
+                SELECT count(*), coalesce(sum(copies - 1), 0),
+                       count(*) FILTER (WHERE m.variable_id IS NULL),
+                       count(*) FILTER (WHERE m.variable_id IS NOT NULL AND m.value <> b.value)
+                FROM _batch b LEFT JOIN raw.measurements m USING (variable_id, ts)
+            """).fetchone()
+            report.rows_in_window, report.overlapping_rows, report.inserted, report.revised = map(int, counts)
+            report.unchanged = report.rows_in_window - report.inserted - report.revised
+            if report.revised:
+                con.execute("""
+                    INSERT INTO raw.revisions
+                    SELECT b.variable_id, b.ts, m.value, b.value, m.source_file, b.source_file, ?
+                    FROM _batch b JOIN raw.measurements m USING (variable_id, ts) WHERE m.value <> b.value
+                """, [now])
+            con.execute("""
+                INSERT INTO raw.measurements
+                SELECT variable_id, ts, value, source_file, line, ? FROM _batch
+                ON CONFLICT (variable_id, ts) DO UPDATE SET
+                    value = excluded.value, source_file = excluded.source_file,
+                    source_line = excluded.source_line, ingested_at = excluded.ingested_at
+                WHERE value <> excluded.value
+            """, [now])
+            con.execute("DROP TABLE _batch")
+    return report
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
