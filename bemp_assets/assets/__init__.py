@@ -1,0 +1,1 @@
+"""Thin Dagster assets, grouped and key-prefixed by warehouse layer (raw, clean, agg)."""

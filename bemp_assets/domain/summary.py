@@ -1,0 +1,29 @@
+"""A short text summary of the warehouse, for the terminal after `make run`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+LAYER_TABLES = ["meta.variables", "raw.measurements", "raw.rejects", "raw.revisions", "clean.measurements", "agg.hourly"]
+
+
+def warehouse_summary(path: Path) -> str:
+    if not Path(path).exists():
+        return f"warehouse {path} does not exist yet: run `make run` or `bemp run` first"
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        lines = [f"warehouse: {path}"]
+        for table in LAYER_TABLES:
+            count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            lines.append(f"  {table:<22} {count:>10,} rows")
+        per_source = con.execute("""
+            SELECT v.source, count(*), min(m.ts), max(m.ts)
+            FROM raw.measurements m JOIN meta.variables v USING (variable_id)
+            GROUP BY v.source ORDER BY v.source
+        """).fetchall()
+        for source, count, first, last in per_source:
+            lines.append(f"  raw[{source}]: {count:,} readings, {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC")
+        rejects = con.execute("SELECT source_file, count(*) FROM raw.rejects GROUP BY ALL ORDER BY 1").fetchall()
+        lines.append("  rejected rows: " + (", ".join(f"{f}: {n}" for f, n in rejects) if rejects else "none"))
+    return "\n".join(lines)

@@ -1,0 +1,4 @@
+"""Schedules."""
+from .daily import build_daily_schedule
+
+__all__ = ["build_daily_schedule"]
