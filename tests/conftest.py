@@ -1,0 +1,46 @@
+"""Shared fixtures: the repository's config and sample data, a fresh warehouse per test."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from bemp_assets.domain.config import load_config
+from bemp_assets.domain.settings import Settings
+from bemp_assets.domain.warehouse import prepare
+
+warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+CONFIG_DIR = ROOT / "data" / "config"
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config(CONFIG_DIR)
+
+
+@pytest.fixture
+def con(tmp_path):
+    connection = prepare(duckdb.connect(str(tmp_path / "warehouse.duckdb")))
+    yield connection
+    connection.close()
+
+
+def make_settings(home: Path) -> Settings:
+    return Settings.from_env({"BEMP_HOME": str(home), "BEMP_CONFIG": str(CONFIG_DIR), "BEMP_SAMPLE": str(SAMPLE)})
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return make_settings(tmp_path / "home")
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
