@@ -16,7 +16,8 @@ warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 CONFIG_DIR = ROOT / "data" / "config"
-REAL = ROOT.parent / "shared" / "data" / "real"
+# CC BY 4.0 originals copied from ../shared/data/real (see data/sample/ATTRIBUTION.md)
+REAL = SAMPLE / "real"
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ def test_reach_sample_autumn_fold_keeps_both_hours(con, config):
                                    datetime(2016, 10, 30, 1, tzinfo=UTC), datetime(2016, 10, 30, 2, tzinfo=UTC)]
     assert [v for _, v in got] == sorted(v for _, v in got)  # a counter: increasing through the fold
     # the same instants and values as the OPSD original, which is stamped in UTC
-    with open(REAL / "cumulative" / "opsd_household_data_60min_DE_KN_residential4_2017extract.csv") as handle:
+    with open(REAL / "opsd_household_data_60min_DE_KN_residential4_2017extract.csv") as handle:
         opsd = {r["utc_timestamp"]: r["DE_KN_residential4_grid_import"] for r in csv.DictReader(handle)}
     assert [v for _, v in got] == [float(opsd[t.strftime("%Y-%m-%dT%H:%M:%SZ")]) for t, _ in got]
     units = dict(zip(parsed.variables["variable_id"], parsed.variables["unit"]))

@@ -70,5 +70,5 @@ def main(real: Path) -> None:
 
 
 if __name__ == "__main__":
-    default = HERE.parents[2] / "shared" / "data" / "real"
+    default = HERE.parents[2] / "shared" / "data" / "real"  # ../shared beside the repository
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else default)

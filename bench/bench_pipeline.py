@@ -1,0 +1,331 @@
+"""Benchmark: the project's raw -> clean -> hourly path against one plain DuckDB query.
+
+    python bench/bench_pipeline.py                      # 20 variables x 30 days, best of 3
+    python bench/bench_pipeline.py --variables 5 --days 10 --repeat 1
+    python bench/bench_pipeline.py --scaling            # peak memory for 10 / 30 / 60-day backfills
+
+The main run measures both paths in one process, alternating (baseline first), and reports the
+best wall time of each, rows/s, the ratio project/baseline and the peak resident memory of each
+phase (VmRSS sampled every ~5 ms in a background thread, minus the RSS at the start of the phase;
+DuckDB allocates natively, so tracemalloc would not see it). It then checks that the two hourly
+tables agree. ``--scaling`` runs the project path once per size, each in a fresh subprocess so one
+run's retained memory does not hide the next one's.
+
+This is a measuring script, not a test: nothing here asserts on time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bemp_assets.domain.config import SourceConfig  # noqa: E402
+from bemp_assets.domain.parsing import parse_file  # noqa: E402
+from bemp_assets.domain.transform import rebuild_clean, rebuild_hourly  # noqa: E402
+from bemp_assets.domain.warehouse import ingest, prepare  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+TZ = "Europe/Rome"
+START = "2020-11-02"  # no DST change for the next ~20 weeks (until 2021-03-28)
+INTERVAL = 60
+
+
+# --------------------------------------------------------------------------- data generation
+
+def generate(path: Path, variables: int, days: int, seed: int = 7) -> int:
+    """Write a REACH export: one sample a minute per variable, rows ordered by time then device.
+
+    Variable 0 is an ``Energia attiva`` counter (monotonic, kWh); the others are ``Potenza attiva``.
+    Returns the number of data rows.
+    """
+    rng = np.random.default_rng(seed)
+    stamps = pd.date_range(START, periods=days * 1440, freq="min")  # local wall-clock time
+    n = len(stamps)
+    times = np.asarray(stamps.strftime("%H:%M:%S %d/%m/%Y"), dtype=object)
+    values = rng.random((n, variables)) * 100.0                      # kW
+    values[:, 0] = 1000.0 + np.cumsum(rng.random(n) * 0.05)           # kWh counter
+    # fixed 4 decimals with a decimal comma, built from integers (no per-value Python formatting)
+    scaled = np.round(values.ravel() * 10_000).astype(np.int64)
+    whole = pd.Series(scaled // 10_000).astype(str)
+    frac = pd.Series(scaled % 10_000).astype(str).str.zfill(4)
+    devices = np.array([f"meter{v:02d}" for v in range(variables)], dtype=object)
+    params = np.array(["Energia attiva"] + ["Potenza attiva"] * (variables - 1), dtype=object)
+    lines = (pd.Series(np.tile(devices + "," + params + ",", n)) + np.repeat(times, variables)
+             + ',"' + whole + "," + frac + '"')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write("Dispositivo,Parametro,Data,Valore\n")
+        handle.write("\n".join(lines.tolist()))
+        handle.write("\n")
+    return n * variables
+
+
+def window_for(days: int) -> tuple[datetime, datetime]:
+    start = pd.Timestamp(START, tz=TZ).tz_convert("UTC").to_pydatetime()
+    return start, start + timedelta(days=days)
+
+
+# --------------------------------------------------------------------------- memory sampling
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakRss:
+    """Samples VmRSS every ``every`` seconds; ``peak_mib`` is peak minus the RSS at entry."""
+
+    def __init__(self, every: float = 0.005):
+        self.every, self.start, self.peak = every, 0, 0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "PeakRss":
+        self.start = self.peak = rss_kib()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_kib())
+            time.sleep(self.every)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_kib())
+
+    @property
+    def peak_mib(self) -> float:
+        return (self.peak - self.start) / 1024
+
+    @property
+    def start_mib(self) -> float:
+        return self.start / 1024
+
+
+# --------------------------------------------------------------------------- the two paths
+
+def fresh_db(path: Path) -> Path:
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)
+    return path
+
+
+def run_project(csv: Path, days: int, db: Path) -> dict:
+    """raw -> clean -> hourly through the project's own functions, on a fresh DuckDB file."""
+    source = SourceConfig(name="bench", format="reach", pattern="*.csv", expected_interval=INTERVAL)
+    window = window_for(days)
+    steps = {}
+    t0 = time.perf_counter()
+    con = prepare(duckdb.connect(str(fresh_db(db))))
+    t = time.perf_counter()
+    parsed = parse_file(con, csv, source, TZ, "stage_1")
+    steps["parse"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report = ingest(con, source, TZ, [parsed], window, datetime.now(timezone.utc))
+    steps["ingest"] = time.perf_counter() - t
+    t = time.perf_counter()
+    clean = rebuild_clean(con, *window)
+    steps["clean"] = time.perf_counter() - t
+    t = time.perf_counter()
+    hourly = rebuild_hourly(con, *window)
+    steps["hourly"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute(f"DROP TABLE IF EXISTS {parsed.table}")
+    con.close()  # checkpoint: the data is on disk only after this
+    steps["close"] = time.perf_counter() - t
+    return {"seconds": time.perf_counter() - t0, "steps": steps, "rows_read": parsed.rows,
+            "rejects": len(parsed.rejects), "inserted": report.inserted,
+            "clean_rows": clean["rows"], "hourly_rows": hourly["rows"]}
+
+
+BASELINE_SQL = """
+CREATE TABLE hourly AS
+WITH readings AS (
+    SELECT Dispositivo || '.' || CASE Parametro WHEN 'Energia attiva' THEN 'active_energy'
+                                                ELSE 'active_power' END AS variable_id,
+           Parametro = 'Energia attiva' AS cumulative,
+           timezone('{tz}', strptime(Data, '%H:%M:%S %d/%m/%Y')) AS ts,
+           CAST(replace(Valore, ',', '.') AS DOUBLE) AS value
+    FROM read_csv('{csv}', header = true, auto_detect = false, delim = ',', quote = '"',
+                  columns = {{'Dispositivo': 'VARCHAR', 'Parametro': 'VARCHAR',
+                             'Data': 'VARCHAR', 'Valore': 'VARCHAR'}})
+),
+clean AS (
+    SELECT variable_id, ts, value, cumulative FROM readings WHERE NOT cumulative
+    UNION ALL
+    SELECT variable_id, ts, value, cumulative FROM (
+        SELECT variable_id, cumulative, ts - INTERVAL {interval} SECOND AS ts,
+               CASE WHEN value >= lag(value) OVER w THEN value - lag(value) OVER w ELSE value END AS value,
+               lag(value) OVER w IS NOT NULL AS has_previous
+        FROM readings WHERE cumulative
+        WINDOW w AS (PARTITION BY variable_id ORDER BY ts)
+    ) WHERE has_previous
+)
+SELECT variable_id, time_bucket(INTERVAL 1 HOUR, ts) AS hour,
+       avg(value) AS mean, min(value) AS min, max(value) AS max,
+       CASE WHEN bool_or(cumulative) THEN sum(value) END AS sum, count(*) AS n
+FROM clean GROUP BY ALL
+"""
+
+
+def run_baseline(csv: Path, db: Path) -> dict:
+    """The same hourly table from one plain SQL statement on a fresh DuckDB file."""
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(fresh_db(db)))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(BASELINE_SQL.format(tz=TZ, csv=str(csv).replace("'", "''"), interval=INTERVAL))
+    rows = con.execute("SELECT count(*) FROM hourly").fetchone()[0]
+    con.close()
+    return {"seconds": time.perf_counter() - t0, "hourly_rows": rows}
+
+
+def hourly_frame(db: Path, table: str) -> pd.DataFrame:
+    with duckdb.connect(str(db), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(f"SELECT variable_id, hour, mean, min, max, sum, n FROM {table} "
+                           "ORDER BY variable_id, hour").df()
+
+
+def compare(project: pd.DataFrame, baseline: pd.DataFrame) -> tuple[bool, str]:
+    if len(project) != len(baseline):
+        return False, f"row counts differ: project {len(project)}, baseline {len(baseline)}"
+    merged = project.merge(baseline, on=["variable_id", "hour"], how="outer", suffixes=("_p", "_b"),
+                           indicator=True)
+    if (merged["_merge"] != "both").any():
+        return False, f"{int((merged['_merge'] != 'both').sum())} (variable, hour) keys in only one table"
+    worst = 0.0
+    for col in ("mean", "min", "max", "sum", "n"):
+        p, b = merged[f"{col}_p"].astype(float), merged[f"{col}_b"].astype(float)
+        if (p.isna() != b.isna()).any():
+            return False, f"column {col}: NULL in one table only"
+        rel = ((p - b).abs() / b.abs().clip(lower=1e-12)).fillna(0.0)
+        worst = max(worst, float(rel.max()))
+    total_p, total_b = merged["sum_p"].sum(), merged["sum_b"].sum()
+    total_rel = abs(total_p - total_b) / max(abs(total_b), 1e-12)
+    ok = worst <= 1e-6 and total_rel <= 1e-6
+    return ok, (f"{len(project)} rows each; max relative difference over mean/min/max/sum/n {worst:.2e}; "
+                f"total energy {total_p:.4f} vs {total_b:.4f} kWh (rel {total_rel:.2e})")
+
+
+# --------------------------------------------------------------------------- reporting
+
+def machine() -> str:
+    mem_kib = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal:"))
+    return (f"{os.cpu_count()} CPUs, {mem_kib / 1024 ** 2:.1f} GiB RAM, Python {platform.python_version()}, "
+            f"duckdb {duckdb.__version__}, pandas {pd.__version__}, numpy {np.__version__}")
+
+
+def main_run(args) -> None:
+    csv = OUT / f"reach_{args.variables}x{args.days}.csv"
+    t = time.perf_counter()
+    rows = generate(csv, args.variables, args.days)
+    print(f"generated {csv} ({rows:,} rows, {csv.stat().st_size / 2 ** 20:.0f} MiB) "
+          f"in {time.perf_counter() - t:.1f}s")
+    print(machine())
+    best: dict[str, dict] = {}
+    peaks: dict[str, float] = {}
+    for i in range(args.repeat):
+        for name, fn in (("baseline", lambda: run_baseline(csv, OUT / "baseline.duckdb")),
+                         ("project", lambda: run_project(csv, args.days, OUT / "project.duckdb"))):
+            with PeakRss() as mem:
+                result = fn()
+            peaks[name] = max(peaks.get(name, 0.0), mem.peak_mib)
+            extra = ""
+            if name == "project":
+                extra = "  [" + ", ".join(f"{k} {v:.2f}s" for k, v in result["steps"].items()) + "]"
+            print(f"  run {i + 1} {name:8s} {result['seconds']:6.2f}s  peak +{mem.peak_mib:5.0f} MiB "
+                  f"(RSS at start {mem.start_mib:.0f} MiB){extra}")
+            if name not in best or result["seconds"] < best[name]["seconds"]:
+                best[name] = result
+    project, baseline = best["project"], best["baseline"]
+    ok, detail = compare(hourly_frame(OUT / "project.duckdb", "agg.hourly"),
+                         hourly_frame(OUT / "baseline.duckdb", "hourly"))
+    ratio = project["seconds"] / baseline["seconds"]
+    print(f"\nproject: {project['rows_read']:,} rows read, {project['rejects']} rejects, "
+          f"{project['inserted']:,} inserted, {project['clean_rows']:,} clean, {project['hourly_rows']:,} hourly")
+    print(f"hourly tables agree: {'YES' if ok else 'NO'} ({detail})")
+    print(f"ratio project/baseline: {ratio:.2f}x (target: <= 2x)\n")
+    steps = ", ".join(f"{k} {v:.2f}s" for k, v in project["steps"].items())
+    print(f"Markdown ({args.variables} variables x {args.days} days = {rows:,} rows, best of {args.repeat}):\n")
+    print("| path | best time (s) | rows/s | peak memory (MiB above start) |")
+    print("|---|---:|---:|---:|")
+    print(f"| plain DuckDB query (baseline) | {baseline['seconds']:.2f} | {rows / baseline['seconds']:,.0f} "
+          f"| {peaks['baseline']:.0f} |")
+    print(f"| project: parse_file + ingest + rebuild_clean + rebuild_hourly | {project['seconds']:.2f} "
+          f"| {rows / project['seconds']:,.0f} | {peaks['project']:.0f} |")
+    print(f"| **ratio project / baseline** | **{ratio:.2f}x** | | |")
+    print(f"\nproject steps (best run): {steps}")
+
+
+def one_project_run(args) -> None:
+    """Subprocess of --scaling: generate, run the project path once, print JSON."""
+    csv = OUT / f"reach_{args.variables}x{args.days}.csv"
+    rows = generate(csv, args.variables, args.days)
+    with PeakRss() as mem:
+        result = run_project(csv, args.days, OUT / f"scaling_{args.days}.duckdb")
+    print(json.dumps({"days": args.days, "variables": args.variables, "rows": rows,
+                      "seconds": result["seconds"], "steps": result["steps"],
+                      "start_mib": mem.start_mib, "peak_mib": mem.peak_mib}))
+    csv.unlink()
+    fresh_db(OUT / f"scaling_{args.days}.duckdb")
+
+
+def scaling(args) -> None:
+    print(machine())
+    results = []
+    for days in args.scaling_days:
+        out = subprocess.run([sys.executable, __file__, "--one-run", "--variables", str(args.variables),
+                              "--days", str(days)], check=True, capture_output=True, text=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print(f"  {days:3d} days: {result['rows']:>10,} rows  {result['seconds']:6.2f}s  "
+              f"peak +{result['peak_mib']:.0f} MiB")
+    print(f"\nMarkdown (project path, {args.variables} variables, one process per size):\n")
+    print("| backfill | rows | time (s) | rows/s | peak memory (MiB above start) | MiB per million rows |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['days']} days | {r['rows']:,} | {r['seconds']:.2f} | {r['rows'] / r['seconds']:,.0f} "
+              f"| {r['peak_mib']:.0f} | {r['peak_mib'] / r['rows'] * 1e6:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variables", type=int, default=None, help="variables (default 20; 10 with --scaling)")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each path; the best is reported")
+    parser.add_argument("--scaling", action="store_true", help="peak memory of the project path per backfill size")
+    parser.add_argument("--scaling-days", type=int, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variables is None:
+        args.variables = 10 if args.scaling else 20
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.one_run:
+        one_project_run(args)
+    elif args.scaling:
+        scaling(args)
+    else:
+        main_run(args)
+
+
+if __name__ == "__main__":
+    main()
