@@ -1,0 +1,75 @@
+"""The inbox sensor (build_sensor_context) and the Definitions as a whole."""
+import json
+import os
+import shutil
+
+from dagster import AssetKey, DagsterInstance, build_sensor_context, instance_for_test
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from bemp_assets.definitions import build_definitions
+from bemp_assets.assets.common import WAREHOUSE_POOL
+
+from .conftest import SAMPLE, write_csv
+
+
+def evaluate(defs, cursor=None):
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    with instance_for_test() as instance:
+        return sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+
+def test_sensor_requests_each_file_version_once(settings):
+    settings.inbox.mkdir(parents=True)
+    shutil.copy2(SAMPLE / "reach_residential4_2016-11.csv", settings.inbox)
+    defs = build_definitions(settings)
+    first = evaluate(defs)
+    assert len(first.run_requests) == 1
+    request = first.run_requests[0]
+    # the file holds 2016-11-01 .. 2016-11-30 local; padded by a day each side
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-10-31", "2016-12-01")
+    assert request.run_key.startswith("reach_residential4_2016-11.csv:")
+    assert request.job_name in (None, "bemp_pipeline")
+    # same cursor, nothing new: no run
+    again = evaluate(defs, first.cursor)
+    assert again.run_requests == [] and again.skip_message == "no new or changed files"
+    # rewritten file: a new version, a new run key
+    target = settings.inbox / "reach_residential4_2016-11.csv"
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    changed = evaluate(defs, first.cursor)
+    assert len(changed.run_requests) == 1 and changed.run_requests[0].run_key != request.run_key
+    assert json.loads(changed.cursor)["reach_residential4_2016-11.csv"].startswith(str(target.stat().st_mtime_ns))
+
+
+def test_sensor_skips_unreadable_file_with_a_reason(settings):
+    write_csv(settings.inbox / "notes.csv", "hello,world\n1,2\n")
+    result = evaluate(build_definitions(settings))
+    assert result.run_requests == []
+    assert "notes.csv: no readable timestamps" in result.skip_message
+
+
+def test_definitions_load_with_layers_pools_and_descriptions(settings):
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    assert keys == {AssetKey(["raw", "steel_plant"]), AssetKey(["raw", "reach_residential"]), AssetKey(["raw", "reach_meters"]),
+                    AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"])}
+    for key in keys:
+        node = graph.get(key)
+        assert node.group_name == key.path[0]
+        assert node.description
+        assert node.pools == {WAREHOUSE_POOL}
+        assert node.backfill_policy is not None
+    assert graph.get(AssetKey(["clean", "measurements"])).parent_keys == {k for k in keys if k.path[0] == "raw"}
+    assert defs.resolve_job_def("bemp_pipeline").partitions_def is not None
+    assert defs.resolve_schedule_def("bemp_daily").cron_schedule == "30 1 * * *"
+    resources = defs.resources
+    assert os.path.isabs(resources["warehouse"].database) and resources["warehouse"].database == str(settings.warehouse)
+
+
+def test_dagster_yaml_limits_the_duckdb_pool_to_one(tmp_path):
+    shutil.copy(SAMPLE.parents[1] / ".dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    finally:
+        instance.dispose()
