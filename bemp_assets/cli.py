@@ -47,8 +47,11 @@ def inbox_day_range(settings: Settings, config) -> tuple[str, str] | None:
     return min(s[0] for s in spans).isoformat(), max(s[1] for s in spans).isoformat()
 
 
-def run(settings: Settings, start: str | None, end: str | None, select: str | None) -> int:
-    """Execute the pipeline job in this process, as one run over the partition range."""
+def run(settings: Settings, start: str | None, end: str | None, select: str | None, instance=None) -> int:
+    """Execute the pipeline job in this process, as one run over the partition range.
+
+    ``instance`` defaults to the one DAGSTER_HOME points at, so the run shows in `make dev`.
+    """
     from dagster import AssetSelection, DagsterInstance
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -85,7 +88,7 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
             return 2
     print(f"running {PIPELINE_JOB} over {span[0]} .. {span[1]} (one run)")
     result = job.execute_in_process(
-        instance=DagsterInstance.get(),
+        instance=instance or DagsterInstance.get(),
         asset_selection=selection,
         tags={ASSET_PARTITION_RANGE_START_TAG: span[0], ASSET_PARTITION_RANGE_END_TAG: span[1]},
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
