@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from .chains import FilterChain, check_static_conflicts
+
 Kind = Literal["instantaneous", "cumulative", "interval", "state"]
 SLUG = r"^[a-z][a-z0-9_]*$"
 
@@ -144,9 +146,22 @@ class SourcesSection(Strict):
         return self
 
 
+class FilterChainsSection(Strict):
+    filter_chains: list[FilterChain]
+
+    @model_validator(mode="after")
+    def _no_conflicts(self) -> "FilterChainsSection":
+        names = [c.name for c in self.filter_chains]
+        if len(set(names)) != len(names):
+            raise ValueError(f"chain names must be unique, got {names}")
+        check_static_conflicts(self.filter_chains)
+        return self
+
+
 class BempConfig(Strict):
     site: SiteConfig
     sources: list[SourceConfig]
+    filter_chains: list[FilterChain] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict, description="section -> file it came from")
 
     def source(self, name: str) -> SourceConfig:
@@ -164,6 +179,7 @@ class BempConfig(Strict):
 SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "site": (SiteSection, True),
     "sources": (SourcesSection, True),
+    "filter_chains": (FilterChainsSection, False),
 }
 
 
