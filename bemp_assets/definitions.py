@@ -20,7 +20,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     config = load_config(settings.config_dir)
     partitions = daily_partitions(config.site)
     raw = build_raw_assets(config, partitions)
-    clean = build_clean_asset(partitions, [a.key for a in raw])
+    clean = build_clean_asset(partitions, [a.key for a in raw], config.filter_chains)
     hourly = build_hourly_asset(partitions, clean.key)
     pipeline = build_pipeline_job()
     return Definitions(

@@ -1,9 +1,10 @@
-"""clean layer: raw readings after each variable's filter chain.
+"""clean layer: raw readings after each variable's filter chain (data/config/filters.yaml).
 
-In this version the chain is pass-through except for cumulative counters, which are
-de-accumulated into energy per interval (bemp_assets.domain.transform). Always recomputed from
-raw, never from already-cleaned data, so a backfill re-applies the current logic to history.
+Always recomputed from raw. The asset's code version is a hash of every chain, so changing a
+chain shows clean (and everything downstream) as changed in the UI, and a backfill re-applies
+it to history; only variables whose rows actually change are rewritten.
 """
+from datetime import datetime, timezone
 
 from dagster import (
     AssetDep,
@@ -12,18 +13,21 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     MaterializeResult,
+    MetadataValue,
     PartitionsDefinition,
     TimeWindowPartitionMapping,
     asset,
 )
 
-from bemp_assets.domain.transform import rebuild_clean
+from bemp_assets.domain.chains import FilterChain, chains_version
+from bemp_assets.domain.cleaning import CleanReport, before_after, rebuild_clean
 from resources import WarehouseResource
 
 from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
 
 
-def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]) -> AssetsDefinition:
+def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey],
+                      chains: list[FilterChain]) -> AssetsDefinition:
     # A day's de-accumulated energy needs the last counter reading of the day before and the
     # first reading of the day after, hence the window of raw partitions D-1 .. D+1.
     neighbours = TimeWindowPartitionMapping(start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True)
@@ -34,20 +38,32 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
         partitions_def=partitions,
         backfill_policy=BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
-        kinds={"duckdb"},
+        kinds={"duckdb", "pandas"},
+        code_version=chains_version(chains),
         deps=[AssetDep(key, partition_mapping=neighbours) for key in raw_keys],
-        description="clean.measurements: every variable after its filter chain (counters de-accumulated "
-                    "to energy per interval, labelled by interval start); replaced per partition window.",
+        metadata={"filter_chains": MetadataValue.json({c.name: c.version for c in chains})},
+        description="clean.measurements: every variable after its filter chain (de-accumulate, clip, set point, "
+                    "time step, ...); interval values labelled by interval start; one partition = one site day.",
     )
     def clean_measurements(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         start, end = run_window(context)
-        written = 0
+        total = CleanReport()
         with warehouse.session() as con:
             for index, count, chunk_start, chunk_end in chunks(context):
-                stats = rebuild_clean(con, chunk_start, chunk_end)
-                written += stats["rows"]
-                context.log.info(f"clean [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {stats['rows']} rows")
+                report = rebuild_clean(con, chunk_start, chunk_end, chains, datetime.now(timezone.utc))
+                total.merge(report)
+                context.log.info(f"clean [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {report.rows} rows, "
+                                 f"{report.inserted} written, {report.deleted} removed, "
+                                 f"{len(report.changed_variables)} variable(s) changed")
             metadata = table_metadata(con, "clean.measurements", "ts", start, end)
+            example = before_after(con, start, end, chains)
+        metadata.update({
+            "rows_written": total.inserted,
+            "rows_removed": total.deleted,
+            "variables_changed": MetadataValue.json(sorted(total.changed_variables)),
+            "chains": MetadataValue.json(total.chains),
+            "before_after": MetadataValue.md(example),
+        })
         return MaterializeResult(metadata=metadata)
 
     return clean_measurements
