@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from dagster import AssetKey, instance_for_test
+from dagster import AssetCheckKey, AssetKey, instance_for_test
 
 from bemp_assets.cli import run, seed_sample
 
@@ -137,7 +137,7 @@ def test_bad_file_fails_its_check_and_keeps_the_rest(pipeline):
     rejects = query(settings, "SELECT source_file, line, reason FROM raw.rejects ORDER BY source_file")
     assert rejects[0][:2] == ("meter_export.csv", 1) and "matches no known shape" in rejects[0][2]
     assert rejects[1][:2] == ("meter_ok.csv", 3) and rejects[1][2].startswith("bad number 'x'")
-    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [__import__("dagster").AssetCheckKey(AssetKey(["raw", "reach_meters"]), "files_parsed")])
-    evaluation = list(check.values())[0].event.dagster_event.event_specific_data.evaluation
+    key = AssetCheckKey(AssetKey(["raw", "reach_meters"]), "files_parsed")
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    evaluation = record.event.dagster_event.event_specific_data
     assert evaluation.passed is False and "meter_export.csv" in str(evaluation.metadata["failed_files"].value)

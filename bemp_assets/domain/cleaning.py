@@ -22,20 +22,6 @@ from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
 from .warehouse import transaction
 
-CLEAN_DDL = """
-ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain VARCHAR;
-ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain_version VARCHAR;
-CREATE TABLE IF NOT EXISTS meta.clean_variables (
-    variable_id VARCHAR PRIMARY KEY,
-    chain VARCHAR,
-    chain_version VARCHAR,
-    clean_kind VARCHAR NOT NULL,
-    clean_interval_s INTEGER NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL
-);
-"""
-
-
 @dataclass
 class CleanReport:
     rows: int = 0
@@ -72,84 +58,100 @@ def clean_profile(chain: FilterChain | None, kind: str, interval_s: int) -> tupl
     return kind, interval_s
 
 
-def raw_with_context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
+def _raw_with_context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Readings of the variables in ``_chain_ids`` inside the window, plus one on each side."""
     return con.execute("""
-        WITH before AS (SELECT variable_id, max(ts) AS ts FROM raw.measurements WHERE ts < $start GROUP BY ALL),
-             after AS (SELECT variable_id, min(ts) AS ts FROM raw.measurements WHERE ts >= $end GROUP BY ALL)
-        SELECT variable_id, ts, value FROM raw.measurements WHERE ts >= $start AND ts < $end
-        UNION ALL SELECT m.variable_id, m.ts, m.value FROM raw.measurements m JOIN before USING (variable_id, ts)
-        UNION ALL SELECT m.variable_id, m.ts, m.value FROM raw.measurements m JOIN after USING (variable_id, ts)
+        WITH mine AS (SELECT m.variable_id, m.ts, m.value FROM raw.measurements m SEMI JOIN _chain_ids USING (variable_id)),
+             before AS (SELECT variable_id, max(ts) AS ts FROM mine WHERE ts < $start GROUP BY ALL),
+             after AS (SELECT variable_id, min(ts) AS ts FROM mine WHERE ts >= $end GROUP BY ALL)
+        SELECT variable_id, ts, value FROM mine WHERE ts >= $start AND ts < $end
+        UNION ALL SELECT m.* FROM mine m JOIN before USING (variable_id, ts)
+        UNION ALL SELECT m.* FROM mine m JOIN after USING (variable_id, ts)
     """, {"start": start, "end": end}).df()
 
 
 def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
                   chains: list[FilterChain], now: datetime) -> CleanReport:
-    """Recompute clean.measurements for [start, end) and write only what changed."""
-    con.execute(CLEAN_DDL)
+    """Recompute clean.measurements for [start, end) and rewrite only variables that changed.
+
+    Variables without a chain are copied from raw in SQL; the others go through their chain
+    in pandas, chain by chain (one vectorised pass over all variables sharing a chain).
+    """
     variables = con.execute(
         "SELECT variable_id, device, parameter, category, kind, expected_interval_s FROM meta.variables").df()
     assignment = assign_chains(variables, chains)
     intervals = variables.set_index("variable_id")["expected_interval_s"]
     kinds = variables.set_index("variable_id")["kind"]
-    raw = raw_with_context(con, start, end)
-    groups: dict[str | None, list[str]] = defaultdict(list)
-    by_name = {None: None}
+    groups: dict[str, list[str]] = defaultdict(list)
+    by_name: dict[str, FilterChain] = {}
     for variable_id, chain in assignment.items():
-        key = chain.name if chain else None
-        groups[key].append(variable_id)
-        by_name[key] = chain
+        if chain is not None:
+            groups[chain.name].append(variable_id)
+            by_name[chain.name] = chain
     report, pieces = CleanReport(), []
-    for key, ids in groups.items():
-        chain = by_name[key]
-        part = raw[raw["variable_id"].isin(ids)]
-        if chain is None:
-            out = part
-        else:
-            out, stats = apply_chain(part, list(chain.steps), intervals, kinds.loc[ids])
-            report.chains[chain.name] = {"version": chain.version, "variables": len(ids),
-                                         "filters": [s.as_dict() for s in stats]}
+    con.register("_chain_ids", pd.DataFrame({"variable_id": [v for ids in groups.values() for v in ids]}, dtype=object))
+    raw = _raw_with_context(con, start, end)
+    for name, ids in groups.items():
+        chain = by_name[name]
+        out, stats = apply_chain(raw[raw["variable_id"].isin(ids)], list(chain.steps), intervals, kinds.loc[ids])
+        report.chains[name] = {"version": chain.version, "variables": len(ids), "filters": [s.as_dict() for s in stats]}
         out = out[(out["ts"] >= start) & (out["ts"] < end)]
-        pieces.append(out[COLUMNS].assign(chain=chain.name if chain else None,
-                                          chain_version=chain.version if chain else None))
-    new = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=[*COLUMNS, "chain", "chain_version"])
+        pieces.append(out[COLUMNS].assign(chain=name, chain_version=chain.version))
+    filtered = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
+        {"variable_id": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns, UTC]"), "value": pd.Series(dtype=float),
+         "chain": pd.Series(dtype=object), "chain_version": pd.Series(dtype=object)})
     profiles = pd.DataFrame([
         (v, c.name if c else None, c.version if c else None, *clean_profile(c, kinds[v], int(intervals[v])), now)
         for v, c in assignment.items()
     ], columns=["variable_id", "chain", "chain_version", "clean_kind", "clean_interval_s", "updated_at"])
+    con.register("_filtered", filtered)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _clean_new AS
+        SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
+        FROM raw.measurements m ANTI JOIN _chain_ids USING (variable_id)   -- no chain: as read
+        WHERE m.ts >= $start AND m.ts < $end
+        UNION ALL
+        SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM _filtered
+    """, {"start": start, "end": end})
+    con.unregister("_filtered")
+    con.unregister("_chain_ids")
     with transaction(con):
-        _write_window(con, new, start, end, report)
+        _write_window(con, start, end, report)
         con.register("_profiles", profiles)
         con.execute("INSERT OR REPLACE INTO meta.clean_variables SELECT * FROM _profiles")
         con.unregister("_profiles")
-    report.rows = len(new)
+    report.rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
+    con.execute("DROP TABLE _clean_new")
     return report
 
 
-def _write_window(con, new: pd.DataFrame, start: datetime, end: datetime, report: CleanReport) -> None:
-    """Make clean's window equal ``new`` by deleting and inserting only differing rows."""
-    con.register("_clean_new_df", new)
-    con.execute("CREATE OR REPLACE TEMP TABLE _clean_new AS SELECT variable_id, ts::TIMESTAMPTZ AS ts, value, chain, chain_version FROM _clean_new_df")
-    con.unregister("_clean_new_df")
-    same = "c.variable_id = n.variable_id AND c.ts = n.ts AND c.value = n.value AND c.chain_version IS NOT DISTINCT FROM n.chain_version"
-    changed = con.execute(f"""
-        SELECT DISTINCT variable_id FROM (
-            SELECT c.variable_id FROM clean.measurements c
-            WHERE c.ts >= $start AND c.ts < $end AND NOT EXISTS (SELECT 1 FROM _clean_new n WHERE {same})
-            UNION ALL
-            SELECT n.variable_id FROM _clean_new n
-            WHERE NOT EXISTS (SELECT 1 FROM clean.measurements c WHERE c.ts >= $start AND c.ts < $end AND {same}))
-    """, {"start": start, "end": end}).fetchall()
-    report.changed_variables |= {v for (v,) in changed}
-    report.deleted += con.execute(f"""
-        DELETE FROM clean.measurements c
-        WHERE c.ts >= $start AND c.ts < $end AND NOT EXISTS (SELECT 1 FROM _clean_new n WHERE {same})
-    """, {"start": start, "end": end}).fetchone()[0]
-    report.inserted += con.execute(f"""
-        INSERT INTO clean.measurements (variable_id, ts, value, chain, chain_version)
-        SELECT n.* FROM _clean_new n
-        WHERE NOT EXISTS (SELECT 1 FROM clean.measurements c WHERE c.ts >= $start AND c.ts < $end AND {same})
-    """, {"start": start, "end": end}).fetchone()[0]
-    con.execute("DROP TABLE _clean_new")
+def _write_window(con, start: datetime, end: datetime, report: CleanReport) -> None:
+    """Make clean's window equal ``_clean_new``, rewriting only variables whose rows differ.
+
+    A variable's rows are compared by count and an order-independent fingerprint
+    (sum of hash(ts, value, chain_version)); an unchanged variable is not touched at all.
+    """
+    params = {"start": start, "end": end}
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _changed AS
+        WITH old AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain_version)) AS h
+                     FROM clean.measurements WHERE ts >= $start AND ts < $end GROUP BY ALL),
+             new AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain_version)) AS h
+                     FROM _clean_new GROUP BY ALL)
+        SELECT variable_id FROM old FULL JOIN new USING (variable_id)
+        WHERE old.n IS DISTINCT FROM new.n OR old.h IS DISTINCT FROM new.h
+    """, params)
+    report.changed_variables |= {v for (v,) in con.execute("SELECT variable_id FROM _changed").fetchall()}
+    if report.changed_variables:
+        report.deleted += con.execute("""
+            DELETE FROM clean.measurements
+            WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT variable_id FROM _changed)
+        """, params).fetchone()[0]
+        report.inserted += con.execute("""
+            INSERT INTO clean.measurements (variable_id, ts, value, chain, chain_version)
+            SELECT * FROM _clean_new SEMI JOIN _changed USING (variable_id)
+        """).fetchone()[0]
+    con.execute("DROP TABLE _changed")
 
 
 def before_after(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,

@@ -52,6 +52,8 @@ class ParsedFile:
     variables: pd.DataFrame = field(default_factory=pd.DataFrame)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # True when ``table`` holds at most one row per (variable_id, ts), so a merge need not rank
+    unique_keys: bool = False
 
 
 def file_sha256(path: Path) -> str:
@@ -117,7 +119,7 @@ class _FileReader:
         """)
         self.rows = con.execute(f"SELECT count(*) FROM {prefix}_csv").fetchone()[0]
         self.structural = con.execute(f"""
-            SELECT line, min(csv_line) AS raw_text,
+            SELECT line, trim(min(csv_line), chr(10) || chr(13)) AS raw_text,
                    string_agg(DISTINCT error_type || ': ' || error_message, '; ') AS reason
             FROM {prefix}_rej GROUP BY line ORDER BY line
         """).df()
@@ -156,7 +158,8 @@ class _FileReader:
         return [text[n - 1] if 0 < n <= len(text) else "" for n in lines]
 
     def drop(self) -> None:
-        for suffix in ("csv", "lines"):
+        # the reject tables too: a later file parsed with the same prefix must not inherit them
+        for suffix in ("csv", "lines", "rej", "scan"):
             self.con.execute(f"DROP TABLE IF EXISTS {self.prefix}_{suffix}")
 
 
@@ -250,13 +253,19 @@ def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig,
     reader = _FileReader(con, path, header, prefix)
     rows = (_reach_rows if source.format == "reach" else _wide_rows)(reader, source)
     shift = f" - INTERVAL {source.expected_interval} SECOND" if source.format == "wide" and source.timestamp.label == "end" else ""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_local AS "
-                f"SELECT rid, min(series) AS series, local_ts FROM {rows} WHERE reason IS NULL GROUP BY rid, local_ts")
-    localize(con, f"{prefix}_local", tz, f"{prefix}_tz")
+    if source.format == "reach":  # one row per line already: a view, nothing to group or store
+        local = f"{prefix}_local_view"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {local} AS "
+                    f"SELECT rid, series, local_ts FROM {rows} WHERE reason IS NULL")
+    else:
+        local = f"{prefix}_local"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {local} AS "
+                    f"SELECT rid, min(series) AS series, local_ts FROM {rows} WHERE reason IS NULL GROUP BY rid, local_ts")
+    localize(con, local, tz, f"{prefix}_tz")
     line_join, line = reader.line_join("r")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {prefix}_all AS
-        SELECT r.*, t.ts{shift} AS ts,
+        SELECT r.series, r.field, r.value, t.ts{shift} AS ts,
                coalesce(r.reason, CASE WHEN t.nonexistent THEN 'local time '
                    || strftime(r.local_ts, '%Y-%m-%d %H:%M:%S') || ' does not exist in {tz} (DST spring gap)' END) AS why,
                {line} AS line
@@ -270,19 +279,24 @@ def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig,
         FROM {prefix}_all WHERE why IS NULL
         QUALIFY count(*) OVER (PARTITION BY series, ts) > 1 AND line < winner
     """)
-    con.execute(f"""
+    parsed.rows = con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {prefix} AS
         SELECT a.series AS variable_id, a.ts, a.value, a.line::INTEGER AS line
         FROM {prefix}_all a ANTI JOIN {prefix}_dups d ON a.line = d.line AND a.field = d.field
         WHERE a.why IS NULL
-    """)
+    """).fetchone()[0]
     parsed.table = prefix
-    parsed.rows = con.execute(f"SELECT count(*) FROM {prefix}").fetchone()[0]
+    # The last line wins above, so keys are unique unless one line holds several cells of the
+    # same variable: impossible in REACH (one cell a line), and in a wide file only when two
+    # configured columns share a parameter.
+    parameters = [c.parameter for c in source.columns]
+    parsed.unique_keys = source.format == "reach" or len(set(parameters)) == len(parameters)
     parsed.variables = con.execute(f"""
         SELECT series AS variable_id, any_value(device) AS device, any_value(parameter) AS parameter,
                any_value(original) AS original_name, any_value(unit) AS unit, any_value(kind) AS kind,
                nullif(any_value(category), '') AS category
-        FROM {prefix}_all WHERE why IS NULL GROUP BY series ORDER BY series
+        FROM {rows} ANTI JOIN (SELECT rid FROM {prefix}_tz WHERE nonexistent) USING (rid)
+        WHERE reason IS NULL GROUP BY series ORDER BY series
     """).df()
     value_rejects = con.execute(f"""
         SELECT DISTINCT line, field, why AS reason FROM {prefix}_all WHERE why IS NOT NULL
@@ -295,6 +309,7 @@ def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig,
     frames = [f for f in (structural, value_rejects[REJECT_COLUMNS]) if len(f)]
     if frames:
         parsed.rejects = pd.concat(frames, ignore_index=True).sort_values(["line", "field"], ignore_index=True)
+    con.execute(f"DROP VIEW IF EXISTS {prefix}_local_view")
     for suffix in ("_rows", "_local", "_tz", "_tz_map", "_all", "_dups"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}{suffix}")
     reader.drop()

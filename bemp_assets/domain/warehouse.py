@@ -72,7 +72,20 @@ CREATE TABLE IF NOT EXISTS raw.rejects (
 CREATE TABLE IF NOT EXISTS clean.measurements (
     variable_id VARCHAR NOT NULL,
     ts TIMESTAMPTZ NOT NULL,
-    value DOUBLE NOT NULL
+    value DOUBLE NOT NULL,
+    chain VARCHAR,
+    chain_version VARCHAR
+);
+-- warehouses created before filter chains existed gain the columns in place
+ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain VARCHAR;
+ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain_version VARCHAR;
+CREATE TABLE IF NOT EXISTS meta.clean_variables (
+    variable_id VARCHAR PRIMARY KEY,
+    chain VARCHAR,
+    chain_version VARCHAR,
+    clean_kind VARCHAR NOT NULL,
+    clean_interval_s INTEGER NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS agg.hourly (
     variable_id VARCHAR NOT NULL,
@@ -153,15 +166,16 @@ def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: da
     if not frames:
         return 0, 0
     rejects = pd.concat(frames, ignore_index=True)
-    before = con.execute("SELECT count(*) FROM raw.rejects").fetchone()[0]
     con.register("_new_rejects", rejects)
-    con.execute("""
+    # the statement's count is the rows actually inserted (conflicts skipped): no before/after
+    # count(*), whose half-fetched result DuckDB 2 refuses to register a frame after
+    inserted = con.execute("""
         INSERT INTO raw.rejects
         SELECT ?, source_file, file_sha256, line, field, raw_text, reason, ? FROM _new_rejects
         ON CONFLICT DO NOTHING
-    """, [source_name, now])
+    """, [source_name, now]).fetchall()[0][0]
     con.unregister("_new_rejects")
-    return len(rejects), con.execute("SELECT count(*) FROM raw.rejects").fetchone()[0] - before
+    return len(rejects), int(inserted)
 
 
 def _first_line(p: ParsedFile) -> str:
@@ -190,14 +204,19 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
                 f"SELECT variable_id, ts, value, line, {i} AS file_order, {_quote(p.path.name)} AS source_file FROM {p.table}"
                 for i, p in enumerate(good)
             )
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE _batch AS
-                SELECT variable_id, ts, value, line, source_file,
-                       count(*) OVER (PARTITION BY variable_id, ts) AS copies
-                FROM ({union})
-                WHERE ts >= ? AND ts < ?
-                QUALIFY row_number() OVER (PARTITION BY variable_id, ts ORDER BY file_order DESC) = 1
-            """, list(window))
+            if len(good) == 1 and good[0].unique_keys:
+                # one file with one reading per key: nothing to rank (the window functions below
+                # cost more than the rest of the batch)
+                batch = f"SELECT variable_id, ts, value, line, source_file, 1 AS copies FROM ({union}) WHERE ts >= ? AND ts < ?"
+            else:
+                batch = f"""
+                    SELECT variable_id, ts, value, line, source_file,
+                           count(*) OVER (PARTITION BY variable_id, ts) AS copies
+                    FROM ({union})
+                    WHERE ts >= ? AND ts < ?
+                    QUALIFY row_number() OVER (PARTITION BY variable_id, ts ORDER BY file_order DESC) = 1
+                """
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _batch AS {batch}", list(window))
             counts = con.execute("""
                 SELECT count(*), coalesce(sum(copies - 1), 0),
                        count(*) FILTER (WHERE m.variable_id IS NULL),
@@ -206,20 +225,27 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
             """).fetchone()
             report.rows_in_window, report.overlapping_rows, report.inserted, report.revised = map(int, counts)
             report.unchanged = report.rows_in_window - report.inserted - report.revised
+            # New keys by anti-join, changed values by UPDATE only when there are any: cheaper
+            # than INSERT ... ON CONFLICT DO UPDATE, which probes the index for every row and
+            # costs most when re-ingesting a file that is already stored.
             if report.revised:
                 con.execute("""
                     INSERT INTO raw.revisions
                     SELECT b.variable_id, b.ts, m.value, b.value, m.source_file, b.source_file, ?
                     FROM _batch b JOIN raw.measurements m USING (variable_id, ts) WHERE m.value <> b.value
                 """, [now])
-            con.execute("""
-                INSERT INTO raw.measurements
-                SELECT variable_id, ts, value, source_file, line, ? FROM _batch
-                ON CONFLICT (variable_id, ts) DO UPDATE SET
-                    value = excluded.value, source_file = excluded.source_file,
-                    source_line = excluded.source_line, ingested_at = excluded.ingested_at
-                WHERE value <> excluded.value
-            """, [now])
+                con.execute("""
+                    UPDATE raw.measurements m SET
+                        value = b.value, source_file = b.source_file, source_line = b.line, ingested_at = ?
+                    FROM _batch b
+                    WHERE m.variable_id = b.variable_id AND m.ts = b.ts AND m.value <> b.value
+                """, [now])
+            if report.inserted:
+                con.execute("""
+                    INSERT INTO raw.measurements
+                    SELECT variable_id, ts, value, source_file, line, ? FROM _batch
+                    ANTI JOIN raw.measurements USING (variable_id, ts)
+                """, [now])
             con.execute("DROP TABLE _batch")
     return report
 
