@@ -21,7 +21,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     partitions = daily_partitions(config.site)
     raw = build_raw_assets(config, partitions)
     clean = build_clean_asset(partitions, [a.key for a in raw], config.filter_chains)
-    hourly = build_hourly_asset(partitions, clean.key)
+    hourly = build_hourly_asset(partitions, clean.key, config.filter_chains)
     pipeline = build_pipeline_job()
     return Definitions(
         assets=[*raw, clean, hourly],

@@ -74,3 +74,18 @@ def test_bad_timezone_unknown_section_duplicate_section_and_missing_folder(tmp_p
         load_config(folder)
     with pytest.raises(ConfigError, match="config folder not found"):
         load_config(tmp_path / "nowhere")
+
+
+def test_filter_chain_errors_name_file_key_and_step(tmp_path):
+    folder = copy_config(tmp_path)
+    filters = folder / "filters.yaml"
+    original = filters.read_text()
+    filters.write_text(original.replace("- deaccumulate: {reset: from_zero, gap: spread}", "- deaccumulate: {reset: from_zero, gap: smear}"))
+    with pytest.raises(ConfigError, match=r"filters.yaml: key 'filter_chains\[0\]'.*steps\[0\].deaccumulate: gap: Input should be 'attribute' or 'spread'"):
+        load_config(folder)
+    filters.write_text(original.replace("- clip: {min: 0, max: 100, mode: remove}", "- median: {window: 3}"))
+    with pytest.raises(ConfigError, match=r"filter_chains\[1\].*unknown filter 'median'; expected one of"):
+        load_config(folder)
+    filters.write_text(original.replace('select: {pattern: "daewoo_gwangyang.power_factor_*"}', "select: {kind: cumulative}"))
+    with pytest.raises(ConfigError, match=r"chains 'counters' and 'steel_power_factor' both select kind='cumulative'"):
+        load_config(folder)

@@ -2,13 +2,20 @@
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, BackfillPolicy, MaterializeResult, PartitionsDefinition, asset
 
+from bemp_assets.domain.chains import FilterChain, chains_version
 from bemp_assets.domain.transform import rebuild_hourly
 from resources import WarehouseResource
 
 from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
 
 
-def build_hourly_asset(partitions: PartitionsDefinition, clean_key: AssetKey) -> AssetsDefinition:
+# bump when the hourly SQL changes
+HOURLY_VERSION = "1"
+
+
+def build_hourly_asset(partitions: PartitionsDefinition, clean_key: AssetKey, chains: list[FilterChain]) -> AssetsDefinition:
+    # The chains decide each variable's kind and interval after cleaning, hence which hours get
+    # a sum and how coverage is counted: a chain change makes hourly change too.
     @asset(
         key=["agg", "hourly"],
         group_name="agg",
@@ -17,6 +24,7 @@ def build_hourly_asset(partitions: PartitionsDefinition, clean_key: AssetKey) ->
         pool=WAREHOUSE_POOL,
         kinds={"duckdb"},
         deps=[clean_key],
+        code_version=f"{HOURLY_VERSION}-{chains_version(chains)}",
         description="agg.hourly: mean, min, max, sum (interval kinds only), n and coverage per variable "
                     "and UTC hour; replaced per partition window.",
     )
