@@ -5,6 +5,10 @@
                                           one run over the range (a single-run backfill);
                                           without dates: the days the inbox files hold
     bemp summary                          rows per layer, date range, rejects
+    bemp status [--as-of T]               the green/red/black installation board
+    bemp export --variable ID --start D --end D [--layer raw|clean|hourly] --out FILE.csv
+    bemp serve gateway|ipanel [--port N] [--data DIR] [--token T] [--replay] [fault flags]
+                                          local reference server of a live source (docs/sources.md)
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import argparse
 import filecmp
 import shutil
 import sys
-from datetime import date
+from datetime import date, timedelta
 
 from bemp_assets.domain.settings import Settings
 
@@ -33,69 +37,93 @@ def seed_sample(settings: Settings) -> list[str]:
     return copied
 
 
-def inbox_day_range(settings: Settings, config) -> tuple[str, str] | None:
+def inbox_day_spans(settings: Settings, config) -> list[tuple[date, date]]:
+    """The day ranges the inbox files hold, overlapping ranges merged (a year without data
+    between two exports is not processed)."""
     from bemp_assets.domain.inbox import file_days, list_inbox, source_for
 
-    spans = []
-    for f in list_inbox(settings.inbox):
-        source = source_for(f.name, config)
-        days = file_days(f.path, source, config) if source else None
-        if days:
-            spans.append(days)
-    if not spans:
-        return None
-    return min(s[0] for s in spans).isoformat(), max(s[1] for s in spans).isoformat()
+    spans = sorted(days for f in list_inbox(settings.inbox)
+                   if (source := source_for(f.name, config)) and (days := file_days(f.path, source, config)))
+    merged: list[tuple[date, date]] = []
+    for first, last in spans:
+        if merged and first <= merged[-1][1] + timedelta(days=1):
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def run(settings: Settings, start: str | None, end: str | None, select: str | None, instance=None) -> int:
-    """Execute the pipeline job in this process, as one run over the partition range.
+    """Execute the pipeline job in this process, one run per range of days, then refresh the
+    ops snapshots. Without dates, the ranges are those the inbox files hold.
 
-    ``instance`` defaults to the one DAGSTER_HOME points at, so the run shows in `make dev`.
+    ``instance`` defaults to the one DAGSTER_HOME points at, so the runs show in `make dev`.
     """
     from dagster import AssetSelection, DagsterInstance
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from bemp_assets.definitions import build_definitions
     from bemp_assets.domain.config import load_config
-    from bemp_assets.jobs import PIPELINE_JOB
+    from bemp_assets.jobs import PIPELINE_JOB, STATUS_JOB
     from bemp_assets.partitions import daily_partitions
     from sensors.inbox import clip_days
 
     config = load_config(settings.config_dir)
     partitions = daily_partitions(config.site)
-    if start is None or end is None:
-        span = inbox_day_range(settings, config)
-        if span is None:
-            print(f"no readable CSV in {settings.inbox}; give --start and --end or drop files there", file=sys.stderr)
-            return 2
-        start, end = start or span[0], end or span[1]
     try:
-        span = clip_days(partitions, date.fromisoformat(start), date.fromisoformat(end))
+        wanted = ([(date.fromisoformat(start), date.fromisoformat(end))] if start and end
+                  else [(date.fromisoformat(start) if start else a, date.fromisoformat(end) if end else b)
+                        for a, b in inbox_day_spans(settings, config)])
     except ValueError as exc:
         print(f"--start/--end: expected YYYY-MM-DD ({exc})", file=sys.stderr)
         return 2
-    if span is None:
+    if not wanted:
+        print(f"no readable CSV in {settings.inbox}; give --start and --end or drop files there", file=sys.stderr)
+        return 2
+    spans = [span for first, last in wanted if (span := clip_days(partitions, first, last))]
+    if not spans:
         keys = partitions.get_partition_keys()
-        print(f"no partitions between {start} and {end}; partitions run {keys[0]} .. {keys[-1]}", file=sys.stderr)
+        print(f"no partitions in {wanted[0][0]} .. {wanted[-1][1]}; partitions run {keys[0]} .. {keys[-1]}", file=sys.stderr)
         return 2
     defs = build_definitions(settings)
-    job = defs.resolve_job_def(PIPELINE_JOB)
+    instance = instance or DagsterInstance.get()
     selection = None
     if select:
         selection = list(AssetSelection.from_string(select).resolve(defs.resolve_asset_graph()))
         if not selection:
             print(f"--select {select!r} matches no asset", file=sys.stderr)
             return 2
-    print(f"running {PIPELINE_JOB} over {span[0]} .. {span[1]} (one run)")
-    result = job.execute_in_process(
-        instance=instance or DagsterInstance.get(),
-        asset_selection=selection,
-        tags={ASSET_PARTITION_RANGE_START_TAG: span[0], ASSET_PARTITION_RANGE_END_TAG: span[1]},
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        raise_on_error=False,
-    )
-    print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
-    return 0 if result.success else 1
+    job = defs.resolve_job_def(PIPELINE_JOB)
+    for first, last in spans:
+        print(f"running {PIPELINE_JOB} over {first} .. {last} (one run)")
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=selection,
+            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
+        print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
+        _report_failed_checks(result)
+        if not result.success:
+            return 1
+    status = defs.resolve_job_def(STATUS_JOB).execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    print(f"run {status.run_id} ({STATUS_JOB}): {'success' if status.success else 'FAILED'}")
+    return 0 if status.success else 1
+
+
+def _report_failed_checks(result) -> None:
+    """Print every failed asset check of a run, with its worst offenders."""
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.event_specific_data
+        if not evaluation.passed:
+            worst = evaluation.metadata.get("observed_worst")
+            print(f"  check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}"
+                  f" ({evaluation.severity.value}): {worst.value if worst else ''}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--end", help="last day, YYYY-MM-DD, inclusive (default: from the inbox files)")
     run_parser.add_argument("--select", help="Dagster asset selection, e.g. 'group:raw' or 'key:clean/measurements'")
     sub.add_parser("summary", help="rows per layer, date range and rejects")
+    _add_serve_parser(sub)
+    status_parser = sub.add_parser("status", help="the installation status board (green/red/black)")
+    status_parser.add_argument("--as-of", help="evaluate at this instant (ISO 8601) instead of the stored board")
+    export_parser = sub.add_parser("export", help="download one variable's series as CSV")
+    export_parser.add_argument("--variable", required=True)
+    export_parser.add_argument("--start", required=True, help="first day, YYYY-MM-DD (site time zone)")
+    export_parser.add_argument("--end", required=True, help="last day, YYYY-MM-DD, inclusive")
+    export_parser.add_argument("--layer", default="clean", choices=["raw", "clean", "hourly"])
+    export_parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     settings = _settings()
     if args.command == "seed-sample":
@@ -119,9 +156,85 @@ def main(argv: list[str] | None = None) -> int:
 
         print(warehouse_summary(settings.warehouse))
         return code
+    if args.command == "serve":
+        from bemp_assets.refservers import serve
+
+        return serve(args.kind, args, settings.sample_dir)
+    if args.command == "status":
+        return status(settings, args.as_of)
+    if args.command == "export":
+        return export(settings, args.variable, args.start, args.end, args.layer, args.out)
     from bemp_assets.domain.summary import warehouse_summary
 
     print(warehouse_summary(settings.warehouse))
+    return 0
+
+
+def _add_serve_parser(sub) -> None:
+    """`bemp serve gateway|ipanel`; the flags live with the servers (bemp_assets/refservers)."""
+    serve_parser = sub.add_parser("serve", help="run a local reference server (gateway or iPanel)")
+    kinds = serve_parser.add_subparsers(dest="kind", required=True)
+    from bemp_assets.refservers import add_serve_arguments  # light: pandas loads only when serving
+
+    for kind in ("gateway", "ipanel"):
+        add_serve_arguments(kinds.add_parser(kind, help=f"serve {kind} records from a data folder"), kind)
+
+
+def _read_only(settings: Settings):
+    import duckdb
+
+    if not settings.warehouse.exists():
+        raise SystemExit(f"warehouse {settings.warehouse} does not exist yet: run `make run` or `bemp run` first")
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def status(settings: Settings, as_of: str | None) -> int:
+    """Print the stored board, or recompute it (read-only) at ``as_of``."""
+    import pandas as pd
+
+    from bemp_assets.domain.commissioning import register_rules
+    from bemp_assets.domain.config import load_config
+    from bemp_assets.domain.status import format_board, installation_status
+
+    with _read_only(settings) as con:
+        if as_of:
+            config = load_config(settings.config_dir)
+            register_rules(con, config)
+            board = installation_status(con, pd.Timestamp(as_of, tz="UTC") if pd.Timestamp(as_of).tz is None
+                                        else pd.Timestamp(as_of), config.commissioning.expected_variables)
+        else:
+            board = con.execute("SELECT * FROM ops.installation_status").df()
+    stamp = board["as_of"].iloc[0] if len(board) else "-"
+    print(f"installation status as of {stamp}")
+    print(format_board(board))
+    return 0
+
+
+def export(settings: Settings, variable: str, start: str, end: str, layer: str, out: str) -> int:
+    """Write one series to CSV; clear messages for unknown variables and empty ranges."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from bemp_assets.domain.config import load_config
+    from bemp_assets.domain.status import ExportError, export_series
+
+    tz = load_config(settings.config_dir).site.timezone
+    try:
+        first = pd.Timestamp(date.fromisoformat(start), tz=tz)
+        last = pd.Timestamp(date.fromisoformat(end) + timedelta(days=1), tz=tz)
+    except ValueError as exc:
+        print(f"--start/--end: expected YYYY-MM-DD ({exc})", file=sys.stderr)
+        return 2
+    with _read_only(settings) as con:
+        try:
+            rows = export_series(con, variable, first.to_pydatetime(), last.to_pydatetime(), layer, Path(out))
+        except ExportError as exc:
+            print(f"bemp export: {exc}", file=sys.stderr)
+            return 2
+    print(f"wrote {rows} {layer} rows of {variable} to {out}")
     return 0
 
 

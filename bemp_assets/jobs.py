@@ -4,6 +4,7 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 
 PIPELINE_JOB = "bemp_pipeline"
+STATUS_JOB = "bemp_status"
 
 
 def build_pipeline_job():
@@ -13,3 +14,9 @@ def build_pipeline_job():
         selection=AssetSelection.groups("raw", "clean", "agg"),
         description="Ingest the inbox and rebuild clean and hourly tables for the selected days.",
     )
+
+
+def build_status_job():
+    """The unpartitioned ops snapshots: status board and heat map."""
+    return define_asset_job(STATUS_JOB, selection=AssetSelection.groups("ops"),
+                            description="Refresh the installation status board and the missing-data heat map.")

@@ -3,12 +3,21 @@
     python bench/bench_pipeline.py                      # 20 variables x 30 days, best of 3
     python bench/bench_pipeline.py --variables 5 --days 10 --repeat 1
     python bench/bench_pipeline.py --scaling            # peak memory for 10 / 30 / 60-day backfills
+    python bench/bench_pipeline.py --chain all          # all four core filters, plus each filter alone
 
 The main run measures both paths in one process, alternating (baseline first), and reports the
 best wall time of each, rows/s, the ratio project/baseline and the peak resident memory of each
 phase (VmRSS sampled every ~5 ms in a background thread, minus the RSS at the start of the phase;
 DuckDB allocates natively, so tracemalloc would not see it). It then checks that the two hourly
-tables agree. ``--scaling`` runs the project path once per size, each in a fresh subprocess so one
+tables agree.
+
+``--chain all`` runs the project path with a chain that uses all four core filters (counter:
+deaccumulate -> clip -> timestep 15min; power: clip -> setpoint -> timestep 15min), once per
+set-point tolerance (0 and 0.5 kW by default: the dead band is a different algorithm), against
+the same baseline query. Its hourly table cannot equal the baseline's (set-point and 15-minute
+steps change the power means), so it checks the counter's total energy instead (the counter's
+clip bounds never bind). Then it times each filter alone on the 864,000-row frame fetched once.
+``--scaling`` runs the project path once per size, each in a fresh subprocess so one
 run's retained memory does not hide the next one's.
 
 This is a measuring script, not a test: nothing here asserts on time.
@@ -47,6 +56,19 @@ INTERVAL = 60
 # the chain the baseline query reproduces: counters de-accumulated, everything else as read
 CHAINS = [FilterChain.model_validate({"name": "counters", "select": {"kind": "cumulative"},
                                       "steps": [{"deaccumulate": {}}]})]
+COUNTER_CLIP = {"min": 0, "max": 1}     # kWh per minute: never binds on the generated counter
+POWER_CLIP = {"min": 0, "max": 95}      # kW: clips ~5 % of the uniform 0-100 kW power samples
+STEP = {"step": "15min"}
+
+
+def all_filter_chains(tolerance: float) -> list[FilterChain]:
+    """All four core filters: counter deaccumulate -> clip -> timestep; power clip -> setpoint -> timestep."""
+    return [FilterChain.model_validate({"name": "counters", "select": {"kind": "cumulative"},
+                                        "steps": [{"deaccumulate": {}}, {"clip": COUNTER_CLIP},
+                                                  {"timestep": STEP}]}),
+            FilterChain.model_validate({"name": "power", "select": {"parameter": "active_power"},
+                                        "steps": [{"clip": POWER_CLIP}, {"setpoint": {"tolerance": tolerance}},
+                                                  {"timestep": STEP}]})]
 
 
 # --------------------------------------------------------------------------- data generation
@@ -134,7 +156,7 @@ def fresh_db(path: Path) -> Path:
     return path
 
 
-def run_project(csv: Path, days: int, db: Path) -> dict:
+def run_project(csv: Path, days: int, db: Path, chains: list[FilterChain] = CHAINS) -> dict:
     """raw -> clean -> hourly through the project's own functions, on a fresh DuckDB file."""
     source = SourceConfig(name="bench", format="reach", pattern="*.csv", expected_interval=INTERVAL)
     window = window_for(days)
@@ -148,7 +170,7 @@ def run_project(csv: Path, days: int, db: Path) -> dict:
     report = ingest(con, source, TZ, [parsed], window, datetime.now(timezone.utc))
     steps["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
-    clean = rebuild_clean(con, *window, CHAINS, datetime.now(timezone.utc))
+    clean = rebuild_clean(con, *window, chains, datetime.now(timezone.utc))
     steps["clean"] = time.perf_counter() - t
     t = time.perf_counter()
     hourly = rebuild_hourly(con, *window)
@@ -281,6 +303,124 @@ def main_run(args) -> None:
     print(f"\nproject steps (best run): {steps}")
 
 
+def counter_energy(db: Path, table: str) -> float:
+    """Total of the hourly ``sum`` column of the counter (variable 0)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(f"SELECT sum(sum) FROM {table} WHERE variable_id = 'meter00.active_energy'").fetchone()[0]
+
+
+def time_best(fn, repeat: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, result
+
+
+def filters_alone(db: Path, tolerances: list[float], repeat: int) -> list[tuple[str, int, float, int]]:
+    """Each core filter called directly on the whole raw table, fetched once from ``db``.
+
+    Rows as fetched are in file order (time, then device), so each filter sorts them first, as the
+    first filter of a chain does; the same calls on the frame already in (variable, ts) order show
+    what a later step in a chain pays. ``deaccumulate`` gets every variable as a counter (the
+    per-variable running sum of the same values), so it works on 864,000 rows, not 43,200.
+    """
+    from bemp_assets.domain import filters as F
+    from bemp_assets.domain.filters import apply_chain
+    rows = []
+    with duckdb.connect(str(db), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        fetch, frame = time_best(lambda: con.execute("SELECT variable_id, ts, value FROM raw.measurements").df(), 1)
+        meta = con.execute("SELECT variable_id, kind, parameter, expected_interval_s FROM meta.variables").df()
+    kinds = meta.set_index("variable_id")["kind"]
+    intervals = meta.set_index("variable_id")["expected_interval_s"]
+    rows.append(("fetch raw.measurements into pandas (once)", len(frame), fetch, len(frame)))
+    ordered = frame.sort_values(["variable_id", "ts"], ignore_index=True)
+    counters = frame.assign(value=frame.groupby("variable_id")["value"].cumsum())
+    calls = [("deaccumulate {} (every variable as a counter)", counters,
+              lambda f: F.deaccumulate(f, F.DeaccumulateParams(), intervals))]
+    for label, f in (("as fetched", frame), ("already ordered", ordered)):
+        calls += [(f"clip {POWER_CLIP}, {label}", f, lambda f: F.clip(f, F.ClipParams(**POWER_CLIP)))]
+        calls += [(f"setpoint tolerance {tol:g}, {label}", f,
+                   lambda f, tol=tol: F.setpoint(f, F.SetPointParams(tolerance=tol))) for tol in tolerances]
+        calls += [(f"timestep 15min (auto: mean), {label}", f,
+                   lambda f: F.timestep(f, F.TimestepParams(**STEP), kinds=kinds))]
+    for label, f, fn in calls:
+        seconds, (out, _) = time_best(lambda: fn(f), repeat)
+        rows.append((label, len(f), seconds, len(out)))
+    power_ids = meta.loc[meta["parameter"] == "active_power", "variable_id"]
+    counter_ids = meta.loc[meta["kind"] == "cumulative", "variable_id"]
+    for tol in tolerances:
+        chains = {c.name: c for c in all_filter_chains(tol)}
+        def whole_chain():
+            n = 0
+            for ids, chain in ((counter_ids, chains["counters"]), (power_ids, chains["power"])):
+                part = frame[frame["variable_id"].isin(ids)]
+                out, _ = apply_chain(part, list(chain.steps), intervals, kinds.loc[list(ids)])
+                n += len(out)
+            return n
+        seconds, n = time_best(whole_chain, repeat)
+        rows.append((f"apply_chain, both chains (setpoint tolerance {tol:g})", len(frame), seconds, n))
+    return rows
+
+
+def chain_all_run(args) -> None:
+    csv = OUT / f"reach_{args.variables}x{args.days}.csv"
+    t = time.perf_counter()
+    rows = generate(csv, args.variables, args.days)
+    print(f"generated {csv} ({rows:,} rows, {csv.stat().st_size / 2 ** 20:.0f} MiB) "
+          f"in {time.perf_counter() - t:.1f}s")
+    print(machine())
+    for chain in all_filter_chains(args.tolerances[-1]):
+        print(f"  chain {chain.name}: " + " -> ".join(f"{n} {p.model_dump()}" for n, p in chain.steps))
+    paths = {"baseline": lambda: run_baseline(csv, OUT / "baseline.duckdb")}
+    for tol in args.tolerances:
+        paths[f"all, tolerance {tol:g}"] = (
+            lambda tol=tol: run_project(csv, args.days, OUT / f"project_all_{tol:g}.duckdb", all_filter_chains(tol)))
+    best: dict[str, dict] = {}
+    peaks: dict[str, float] = {}
+    for i in range(args.repeat):
+        for name, fn in paths.items():
+            with PeakRss() as mem:
+                result = fn()
+            peaks[name] = max(peaks.get(name, 0.0), mem.peak_mib)
+            extra = ""
+            if "steps" in result:
+                extra = "  [" + ", ".join(f"{k} {v:.2f}s" for k, v in result["steps"].items()) + "]"
+            print(f"  run {i + 1} {name:18s} {result['seconds']:6.2f}s  peak +{mem.peak_mib:5.0f} MiB "
+                  f"(RSS at start {mem.start_mib:.0f} MiB){extra}")
+            if name not in best or result["seconds"] < best[name]["seconds"]:
+                best[name] = result
+    baseline = best["baseline"]
+    energy_b = counter_energy(OUT / "baseline.duckdb", "hourly")
+    print()
+    for tol in args.tolerances:
+        r = best[f"all, tolerance {tol:g}"]
+        energy_p = counter_energy(OUT / f"project_all_{tol:g}.duckdb", "agg.hourly")
+        print(f"all, tolerance {tol:g}: {r['rows_read']:,} rows read, {r['inserted']:,} inserted, "
+              f"{r['clean_rows']:,} clean, {r['hourly_rows']:,} hourly; counter energy {energy_p:.4f} vs "
+              f"baseline {energy_b:.4f} kWh (rel {abs(energy_p - energy_b) / energy_b:.1e})")
+    print(f"\nMarkdown ({args.variables} variables x {args.days} days = {rows:,} rows, best of {args.repeat}):\n")
+    print("| path | best time (s) | rows/s | ratio to baseline | parse | ingest | clean | hourly | close "
+          "| peak memory (MiB above start) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| plain DuckDB query (baseline) | {baseline['seconds']:.2f} | {rows / baseline['seconds']:,.0f} | 1.00x "
+          f"| | | | | | {peaks['baseline']:.0f} |")
+    for tol in args.tolerances:
+        name = f"all, tolerance {tol:g}"
+        r = best[name]
+        st = " | ".join(f"{r['steps'][k]:.2f}" for k in ("parse", "ingest", "clean", "hourly", "close"))
+        print(f"| project, all four filters, setpoint tolerance {tol:g} | {r['seconds']:.2f} "
+              f"| {rows / r['seconds']:,.0f} | **{r['seconds'] / baseline['seconds']:.2f}x** | {st} | {peaks[name]:.0f} |")
+    print(f"\nEach filter alone (best of {args.repeat}), on the raw table of the last run:\n")
+    print("| call | rows in | time (s) | rows out |")
+    print("|---|---:|---:|---:|")
+    for label, n_in, seconds, n_out in filters_alone(OUT / f"project_all_{args.tolerances[-1]:g}.duckdb",
+                                                     args.tolerances, args.repeat):
+        print(f"| {label} | {n_in:,} | {seconds:.3f} | {n_out:,} |")
+
+
 def one_project_run(args) -> None:
     """Subprocess of --scaling: generate, run the project path once, print JSON."""
     csv = OUT / f"scaling_{args.variables}x{args.days}.csv"
@@ -319,6 +459,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each path; the best is reported")
     parser.add_argument("--scaling", action="store_true", help="peak memory of the project path per backfill size")
     parser.add_argument("--scaling-days", type=int, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--chain", choices=["counters", "all"], default="counters",
+                        help="counters: de-accumulate the counter only (the chain the baseline reproduces); "
+                             "all: all four core filters, plus each filter timed alone")
+    parser.add_argument("--tolerances", type=float, nargs="+", default=[0.0, 0.5],
+                        help="set-point tolerances (kW) for --chain all")
     parser.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -326,6 +471,8 @@ def main() -> None:
         one_project_run(args)
     elif args.scaling:
         scaling(args)
+    elif args.chain == "all":
+        chain_all_run(args)
     else:
         main_run(args)
 

@@ -27,7 +27,7 @@ def pipeline(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("home"))
     seed_sample(settings)
     with instance_for_test() as instance:
-        assert run(settings, "2016-10-01", "2016-12-01", None, instance=instance) == 0
+        assert run(settings, "2016-10-22", "2016-11-12", None, instance=instance) == 0
         assert run(settings, "2017-12-31", "2018-12-31", None, instance=instance) == 0
         yield settings, instance
 
@@ -73,7 +73,7 @@ def test_steel_hourly_mean_of_power_factor(pipeline):
     assert total is None and n == 4 and coverage == 1.0
 
 
-@pytest.mark.parametrize("day", ["2016-10-15", "2016-10-30", "2016-11-01"])
+@pytest.mark.parametrize("day", ["2016-10-25", "2016-10-30", "2016-11-01"])
 def test_deaccumulated_day_equals_counter_difference(pipeline, day):
     """2016-10-30 has 25 hours (autumn DST); 2016-11-01 is in both overlapping exports."""
     settings, _ = pipeline
@@ -111,19 +111,19 @@ def test_rerun_is_idempotent_and_revision_is_logged(pipeline):
                           if t == "meta.variables" else f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {t}") for t in tables}
 
     before = snapshot()
-    assert run(settings, "2016-10-10", "2016-10-12", None, instance=instance) == 0
+    assert run(settings, "2016-10-24", "2016-10-26", None, instance=instance) == 0
     assert snapshot() == before
     # a newer export corrects one reading: the newest file wins and the change is logged
     source = settings.inbox / "reach_residential4_2016-10.csv"
-    old = f'{GRID},Energia attiva,02:00:00 11/10/2016,"3510,0650"'
+    old = f'{GRID},Energia attiva,02:00:00 25/10/2016,"3652,6740"'
     assert old in source.read_text()
-    text = source.read_text().replace(old, old.replace("3510,0650", "3520,0650"))
+    text = source.read_text().replace(old, old.replace("3652,6740", "3662,6740"))
     write_csv(settings.inbox / "reach_residential4_2016-10_fix.csv", text)
     os.utime(settings.inbox / "reach_residential4_2016-10_fix.csv", (time.time() + 5, time.time() + 5))
-    assert run(settings, "2016-10-10", "2016-10-12", None, instance=instance) == 0
+    assert run(settings, "2016-10-24", "2016-10-26", None, instance=instance) == 0
     revised = query(settings, "SELECT variable_id, old_value, new_value, new_source_file FROM raw.revisions")
     assert len(revised) == 1 and revised[0][0].endswith(".active_energy") and revised[0][3].endswith("_fix.csv")
-    assert revised[0][1:3] == (3510.065, 3520.065)
+    assert revised[0][1:3] == (3652.674, 3662.674)
 
 
 def test_bad_file_fails_its_check_and_keeps_the_rest(pipeline):

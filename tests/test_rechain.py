@@ -17,7 +17,7 @@ CLEAN, HOURLY = AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"])
 POWER = "7f6eca13160d9ddd2584.active_power"
 
 
-def statuses(settings, instance, partition="2016-10-15"):
+def statuses(settings, instance, partition="2016-10-25"):
     graph = build_definitions(settings).resolve_asset_graph()
     resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
     return resolver.get_status(CLEAN, partition), resolver.get_status(HOURLY, partition), resolver.get_stale_causes(CLEAN, partition)
@@ -37,7 +37,7 @@ def test_changed_chain_marks_stale_and_backfill_recomputes(tmp_path):
     for name in ("reach_residential4_2016-10.csv",):
         shutil.copy2(SAMPLE / name, settings.inbox)
     with instance_for_test() as instance:
-        assert run(settings, "2016-10-14", "2016-10-16", None, instance=instance) == 0
+        assert run(settings, "2016-10-24", "2016-10-26", None, instance=instance) == 0
         assert statuses(settings, instance)[:2] == (StaleStatus.FRESH, StaleStatus.FRESH)
         count, peak, version_before = clean_rows(settings, POWER)
         assert peak > 1.0
@@ -50,7 +50,7 @@ def test_changed_chain_marks_stale_and_backfill_recomputes(tmp_path):
         assert clean_status == StaleStatus.STALE and hourly_status == StaleStatus.STALE
         assert any("code version" in cause.reason for cause in causes)
 
-        assert run(settings, "2016-10-14", "2016-10-16", "key:clean/measurements+", instance=instance) == 0
+        assert run(settings, "2016-10-24", "2016-10-26", "key:clean/measurements+", instance=instance) == 0
         assert statuses(settings, instance)[:2] == (StaleStatus.FRESH, StaleStatus.FRESH)
         count_after, peak_after, version_after = clean_rows(settings, POWER)
         assert count_after == count and peak_after == 1.0 and version_after != version_before

@@ -25,8 +25,8 @@ def test_sensor_requests_each_file_version_once(settings):
     first = evaluate(defs)
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
-    # the file holds 2016-11-01 .. 2016-11-30 local; padded by a day each side
-    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-10-31", "2016-12-01")
+    # the file holds 2016-11-01 .. 2016-11-11 local; padded by a day each side
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-10-31", "2016-11-12")
     assert request.run_key.startswith("reach_residential4_2016-11.csv:")
     assert request.job_name in (None, "bemp_pipeline")
     # same cursor, nothing new: no run
@@ -52,15 +52,22 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
     graph = defs.resolve_asset_graph()
     keys = set(graph.get_all_asset_keys())
     assert keys == {AssetKey(["raw", "steel_plant"]), AssetKey(["raw", "reach_residential"]), AssetKey(["raw", "reach_meters"]),
-                    AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"])}
+                    AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"]), AssetKey(["agg", "daily"]),
+                    AssetKey(["ops", "installation_status"]), AssetKey(["ops", "coverage_heatmap"])}
     for key in keys:
         node = graph.get(key)
         assert node.group_name == key.path[0]
         assert node.description
         assert node.pools == {WAREHOUSE_POOL}
-        assert node.backfill_policy is not None
+        assert (node.backfill_policy is not None) == (key.path[0] != "ops")
+    checks = {(k.asset_key.path[0], k.name) for k in graph.asset_check_keys}
+    assert {("raw", "correctness"), ("raw", "frequency"), ("raw", "freshness"), ("raw", "files_parsed"),
+            ("clean", "duplicates"), ("agg", "completeness")} == checks
+    assert graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "completeness")).blocking
     assert graph.get(AssetKey(["clean", "measurements"])).parent_keys == {k for k in keys if k.path[0] == "raw"}
     assert defs.resolve_job_def("bemp_pipeline").partitions_def is not None
+    assert defs.resolve_job_def("bemp_status").partitions_def is None
+    assert defs.resolve_sensor_def("bemp_automation").default_status.value == "RUNNING"
     assert defs.resolve_schedule_def("bemp_daily").cron_schedule == "30 1 * * *"
     resources = defs.resources
     assert os.path.isabs(resources["warehouse"].database) and resources["warehouse"].database == str(settings.warehouse)

@@ -1,33 +1,32 @@
-"""agg layer: hourly statistics of the clean series."""
+"""agg layer: hourly and daily statistics of the clean series.
 
+``agg/daily`` is where downstream use (KPIs, models, reports) starts, so it carries the
+blocking completeness check: a day below its threshold stops whatever depends on it.
+"""
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, BackfillPolicy, MaterializeResult, PartitionsDefinition, asset
 
-from bemp_assets.domain.chains import FilterChain, chains_version
-from bemp_assets.domain.transform import rebuild_hourly
+from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.domain.chains import chains_version
+from bemp_assets.domain.config import BempConfig
+from bemp_assets.domain.transform import rebuild_daily, rebuild_hourly
 from resources import WarehouseResource
 
 from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
 
+# bump when the aggregation SQL changes
+AGG_VERSION = "1"
 
-# bump when the hourly SQL changes
-HOURLY_VERSION = "1"
 
+def build_agg_assets(partitions: PartitionsDefinition, clean_key: AssetKey, config: BempConfig) -> list[AssetsDefinition]:
+    # The chains decide each variable's kind and interval after cleaning, hence which rows get
+    # a sum and how coverage is counted: a chain change makes the aggregates change too.
+    version = f"{AGG_VERSION}-{chains_version(config.filter_chains)}"
+    common = dict(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
+                  kinds={"duckdb"}, group_name="agg", code_version=version)
 
-def build_hourly_asset(partitions: PartitionsDefinition, clean_key: AssetKey, chains: list[FilterChain]) -> AssetsDefinition:
-    # The chains decide each variable's kind and interval after cleaning, hence which hours get
-    # a sum and how coverage is counted: a chain change makes hourly change too.
-    @asset(
-        key=["agg", "hourly"],
-        group_name="agg",
-        partitions_def=partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
-        kinds={"duckdb"},
-        deps=[clean_key],
-        code_version=f"{HOURLY_VERSION}-{chains_version(chains)}",
-        description="agg.hourly: mean, min, max, sum (interval kinds only), n and coverage per variable "
-                    "and UTC hour; replaced per partition window.",
-    )
+    @asset(key=["agg", "hourly"], deps=[clean_key], **common,
+           description="agg.hourly: mean, min, max, sum (interval energy only), n and coverage per variable "
+                       "and UTC hour; replaced per partition window.")
     def hourly(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         start, end = run_window(context)
         with warehouse.session() as con:
@@ -37,4 +36,19 @@ def build_hourly_asset(partitions: PartitionsDefinition, clean_key: AssetKey, ch
             metadata = table_metadata(con, "agg.hourly", "hour", start, end)
         return MaterializeResult(metadata=metadata)
 
-    return hourly
+    @asset(key=["agg", "daily"], deps=[hourly.key], **common,
+           check_specs=specs(["agg", "daily"], ["completeness"]),
+           description="agg.daily: per variable and site-local day, mean, min, max, sum (interval energy), n and "
+                       "coverage. Its blocking completeness check guards KPIs and models.")
+    def daily(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        start, end = run_window(context)
+        tz = config.site.timezone
+        with warehouse.session() as con:
+            for index, count, chunk_start, chunk_end in chunks(context):
+                stats = rebuild_daily(con, chunk_start, chunk_end, tz)
+                context.log.info(f"daily [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {stats['rows']} rows")
+            metadata = table_metadata(con, "agg.daily", "day", start.date(), end.date())
+            check_results = evaluate_rules(context, con, config, ["completeness"], start, end)
+        return MaterializeResult(metadata=metadata, check_results=check_results)
+
+    return [hourly, daily]

@@ -19,15 +19,17 @@ from dagster import (
     asset,
 )
 
-from bemp_assets.domain.chains import FilterChain, chains_version
+from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.domain.chains import chains_version
+from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.cleaning import CleanReport, before_after, rebuild_clean
 from resources import WarehouseResource
 
 from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
 
 
-def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey],
-                      chains: list[FilterChain]) -> AssetsDefinition:
+def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey], config: BempConfig) -> AssetsDefinition:
+    chains = config.filter_chains
     # A day's de-accumulated energy needs the last counter reading of the day before and the
     # first reading of the day after, hence the window of raw partitions D-1 .. D+1.
     neighbours = TimeWindowPartitionMapping(start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True)
@@ -42,6 +44,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
         code_version=chains_version(chains),
         deps=[AssetDep(key, partition_mapping=neighbours) for key in raw_keys],
         metadata={"filter_chains": MetadataValue.json({c.name: c.version for c in chains})},
+        check_specs=specs(["clean", "measurements"], ["duplicates"]),
         description="clean.measurements: every variable after its filter chain (de-accumulate, clip, set point, "
                     "time step, ...); interval values labelled by interval start; one partition = one site day.",
     )
@@ -57,6 +60,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
                                  f"{len(report.changed_variables)} variable(s) changed")
             metadata = table_metadata(con, "clean.measurements", "ts", start, end)
             example = before_after(con, start, end, chains)
+            check_results = evaluate_rules(context, con, config, ["duplicates"], start, end)
         metadata.update({
             "rows_written": total.inserted,
             "rows_removed": total.deleted,
@@ -64,6 +68,6 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
             "chains": MetadataValue.json(total.chains),
             "before_after": MetadataValue.md(example),
         })
-        return MaterializeResult(metadata=metadata)
+        return MaterializeResult(metadata=metadata, check_results=check_results)
 
     return clean_measurements

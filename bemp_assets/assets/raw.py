@@ -24,9 +24,13 @@ from dagster import (
 from bemp_assets.domain.config import BempConfig, SourceConfig
 from bemp_assets.domain.parsing import parse_file
 from bemp_assets.domain.warehouse import ingest
+from bemp_assets.checks import evaluate_rules, specs
 from resources import CsvInboxResource, WarehouseResource
 
 from .common import WAREHOUSE_POOL, run_window, table_metadata
+
+# commissioning rules judged on every partition a raw source writes
+SOURCE_RULES = ["correctness", "frequency", "freshness"]
 
 
 def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: PartitionsDefinition) -> AssetsDefinition:
@@ -46,7 +50,8 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         ),
         metadata={"source_format": source.format, "file_pattern": source.pattern, "timezone": tz},
         check_specs=[AssetCheckSpec("files_parsed", asset=key,
-                                    description="every inbox file of this source has a known header shape")],
+                                    description="every inbox file of this source has a known header shape"),
+                     *specs(key, SOURCE_RULES)],
     )
     def raw_source(context: AssetExecutionContext, warehouse: WarehouseResource, inbox: CsvInboxResource):
         start, end = run_window(context)
@@ -65,6 +70,9 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
             for p in parsed:
                 if p.table:
                     con.execute(f"DROP TABLE IF EXISTS {p.table}")
+            source_variables = [v for (v,) in con.execute(
+                "SELECT variable_id FROM meta.variables WHERE source = ?", [source.name]).fetchall()]
+            rule_results = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables)
             metadata = table_metadata(
                 con, "raw.measurements", "ts", start, end,
                 where=f"variable_id IN (SELECT variable_id FROM meta.variables WHERE source = '{source.name}')")
@@ -89,7 +97,7 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
                 passed=not report.failed_files,
                 severity=AssetCheckSeverity.ERROR,
                 metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files)},
-            )],
+            ), *rule_results],
         )
 
     return raw_source

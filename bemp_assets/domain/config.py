@@ -8,7 +8,7 @@ traceback deep inside an asset run.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -158,10 +158,51 @@ class FilterChainsSection(Strict):
         return self
 
 
+class RuleSettings(Strict):
+    """Commissioning thresholds; every field optional so overrides can set just one."""
+
+    min: float | None = Field(None, description="physical range: lowest plausible value")
+    max: float | None = Field(None, description="physical range: highest plausible value")
+    completeness_min: float | None = Field(None, ge=0, le=1, description="share of expected samples per day")
+    frequency_tolerance: float | None = Field(None, gt=0, description="allowed relative deviation of the median interval")
+    freshness: Duration | None = Field(None, description="newest sample no older than this")
+
+
+class CommissioningConfig(Strict):
+    """Rules per variable: variables[id] > sources[name] > parameters[parameter] > defaults."""
+
+    defaults: RuleSettings = RuleSettings(completeness_min=0.9, frequency_tolerance=0.5, freshness=2 * 86400)
+    parameters: dict[str, RuleSettings] = Field(default_factory=dict)
+    sources: dict[str, RuleSettings] = Field(default_factory=dict)
+    variables: dict[str, RuleSettings] = Field(default_factory=dict)
+    reset_fraction: float = Field(0.1, ge=0, lt=1, description="a counter drop to below this share of the previous reading is a reset")
+    expected_variables: list[str] = Field(default_factory=list, description="sensors that must report (black when never seen)")
+    as_of: datetime | None = Field(None, description="evaluate freshness and status at this instant instead of now")
+
+    @model_validator(mode="after")
+    def _complete_defaults(self) -> "CommissioningConfig":
+        missing = [k for k in ("completeness_min", "frequency_tolerance", "freshness") if getattr(self.defaults, k) is None]
+        if missing:
+            raise ValueError(f"defaults must set {missing}")
+        return self
+
+    def rules_for(self, variable_id: str, source: str, parameter: str) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for layer in (self.defaults, self.parameters.get(parameter), self.sources.get(source), self.variables.get(variable_id)):
+            if layer is not None:
+                merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
+        return merged
+
+
+class CommissioningSection(Strict):
+    commissioning: CommissioningConfig
+
+
 class BempConfig(Strict):
     site: SiteConfig
     sources: list[SourceConfig]
     filter_chains: list[FilterChain] = Field(default_factory=list)
+    commissioning: CommissioningConfig = Field(default_factory=CommissioningConfig)
     files: dict[str, str] = Field(default_factory=dict, description="section -> file it came from")
 
     def source(self, name: str) -> SourceConfig:
@@ -180,6 +221,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "site": (SiteSection, True),
     "sources": (SourcesSection, True),
     "filter_chains": (FilterChainsSection, False),
+    "commissioning": (CommissioningSection, False),
 }
 
 

@@ -7,6 +7,36 @@ import duckdb
 
 from .warehouse import transaction
 
+# Each variable's kind and sampling interval after its filter chain (raw's before the first
+# clean run): decides which aggregates get a sum and how coverage is counted.
+PROFILE = """profile AS (
+    SELECT v.variable_id,
+           coalesce(p.clean_kind, CASE WHEN v.kind = 'cumulative' THEN 'interval' ELSE v.kind END) AS kind,
+           coalesce(p.clean_interval_s, v.expected_interval_s) AS interval_s
+    FROM meta.variables v LEFT JOIN meta.clean_variables p USING (variable_id)
+)"""
+
+
+def _rebuild_aggregate(con: duckdb.DuckDBPyConnection, table: str, bucket: str, bucket_seconds: int,
+                       keep: str, params: dict) -> dict[str, int]:
+    """Replace ``table`` rows whose bucket lies in the window with fresh aggregates of clean,
+    in one transaction. ``bucket`` is the SQL of a row's bucket, ``keep`` the bucket filter."""
+    with transaction(con):
+        deleted = con.execute(f"DELETE FROM {table} WHERE {keep}", params).fetchone()[0]
+        inserted = con.execute(f"""
+            INSERT INTO {table}
+            WITH {PROFILE}
+            SELECT c.variable_id, {bucket} AS bucket,
+                   avg(c.value), min(c.value), max(c.value),
+                   CASE WHEN any_value(p.kind) = 'interval' THEN sum(c.value) END,
+                   count(*),
+                   least(1.0, count(*) * any_value(p.interval_s) / {bucket_seconds}.0)
+            FROM clean.measurements c JOIN profile p USING (variable_id)
+            WHERE c.ts >= $start AND c.ts < $end
+            GROUP BY c.variable_id, bucket
+        """, params).fetchone()[0]
+    return {"deleted": int(deleted), "rows": int(inserted)}
+
 
 def rebuild_hourly(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[str, int]:
     """Replace agg.hourly rows with hour in [start, end) from clean, in one transaction.
@@ -16,23 +46,16 @@ def rebuild_hourly(con: duckdb.DuckDBPyConnection, start: datetime, end: datetim
     interval energy only (summing power or temperature means nothing). ``coverage`` is samples
     present over samples expected in the hour, capped at 1. Hours with no sample have no row.
     """
-    with transaction(con):
-        deleted = con.execute("DELETE FROM agg.hourly WHERE hour >= ? AND hour < ?", [start, end]).fetchone()[0]
-        inserted = con.execute("""
-            INSERT INTO agg.hourly
-            WITH profile AS (
-                SELECT v.variable_id,
-                       coalesce(p.clean_kind, CASE WHEN v.kind = 'cumulative' THEN 'interval' ELSE v.kind END) AS kind,
-                       coalesce(p.clean_interval_s, v.expected_interval_s) AS interval_s
-                FROM meta.variables v LEFT JOIN meta.clean_variables p USING (variable_id)
-            )
-            SELECT c.variable_id, time_bucket(INTERVAL 1 HOUR, c.ts) AS hour,
-                   avg(c.value), min(c.value), max(c.value),
-                   CASE WHEN any_value(p.kind) = 'interval' THEN sum(c.value) END,
-                   count(*),
-                   least(1.0, count(*) * any_value(p.interval_s) / 3600.0)
-            FROM clean.measurements c JOIN profile p USING (variable_id)
-            WHERE c.ts >= $start AND c.ts < $end
-            GROUP BY c.variable_id, hour
-        """, {"start": start, "end": end}).fetchone()[0]
-    return {"deleted": int(deleted), "rows": int(inserted)}
+    return _rebuild_aggregate(con, "agg.hourly", "time_bucket(INTERVAL 1 HOUR, c.ts)", 3600,
+                              "hour >= $start AND hour < $end", {"start": start, "end": end})
+
+
+def rebuild_daily(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, tz: str) -> dict[str, int]:
+    """Replace agg.daily for the site-local days in [start, end) from clean (one transaction).
+
+    ``coverage`` is clean samples over samples expected in a full day; ``sum`` only for interval
+    energy. Days are those of the partitions (site time zone), so 23 or 25 hours at DST changes.
+    """
+    return _rebuild_aggregate(con, "agg.daily", "timezone($tz, c.ts)::DATE", 86400,
+                              "day >= timezone($tz, $start)::DATE AND day < timezone($tz, $end)::DATE",
+                              {"start": start, "end": end, "tz": tz})

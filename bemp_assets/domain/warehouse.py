@@ -18,13 +18,14 @@ import pandas as pd
 
 from .parsing import ParsedFile
 
-SCHEMAS = ("meta", "raw", "clean", "agg")
+SCHEMAS = ("meta", "raw", "clean", "agg", "ops")
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS meta;
 CREATE SCHEMA IF NOT EXISTS raw;
 CREATE SCHEMA IF NOT EXISTS clean;
 CREATE SCHEMA IF NOT EXISTS agg;
+CREATE SCHEMA IF NOT EXISTS ops;
 CREATE TABLE IF NOT EXISTS meta.variables (
     variable_id VARCHAR PRIMARY KEY,
     source VARCHAR NOT NULL,
@@ -87,16 +88,36 @@ CREATE TABLE IF NOT EXISTS meta.clean_variables (
     clean_interval_s INTEGER NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL
 );
-CREATE TABLE IF NOT EXISTS agg.hourly (
+CREATE TABLE IF NOT EXISTS ops.commissioning_results (
+    checked_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR,
+    asset VARCHAR NOT NULL,
+    partition VARCHAR,
     variable_id VARCHAR NOT NULL,
-    hour TIMESTAMPTZ NOT NULL,
-    mean DOUBLE,
-    min DOUBLE,
-    max DOUBLE,
-    sum DOUBLE,
-    n INTEGER NOT NULL,
-    coverage DOUBLE NOT NULL
+    day DATE,
+    rule VARCHAR NOT NULL,
+    passed BOOLEAN NOT NULL,
+    observed DOUBLE,
+    threshold DOUBLE
 );
+CREATE TABLE IF NOT EXISTS ops.installation_status (
+    level VARCHAR NOT NULL,          -- 'device' or 'sensor'
+    device VARCHAR NOT NULL,
+    variable_id VARCHAR,             -- NULL on device rows
+    source VARCHAR,
+    status VARCHAR NOT NULL CHECK (status IN ('green', 'red', 'black')),
+    first_seen TIMESTAMPTZ,
+    last_seen TIMESTAMPTZ,
+    completeness_7d DOUBLE,
+    freshness_s BIGINT,
+    as_of TIMESTAMPTZ NOT NULL
+);
+"""
+# agg.hourly and agg.daily share their statistics columns; only the bucket differs
+_AGG_STATS = "mean DOUBLE, min DOUBLE, max DOUBLE, sum DOUBLE, n INTEGER NOT NULL, coverage DOUBLE NOT NULL"
+DDL += f"""
+CREATE TABLE IF NOT EXISTS agg.hourly (variable_id VARCHAR NOT NULL, hour TIMESTAMPTZ NOT NULL, {_AGG_STATS});
+CREATE TABLE IF NOT EXISTS agg.daily (variable_id VARCHAR NOT NULL, day DATE NOT NULL, {_AGG_STATS});
 """
 
 

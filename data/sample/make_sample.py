@@ -17,10 +17,13 @@ OPSD = "cumulative/opsd_household_data_60min_DE_KN_residential4_2017extract.csv"
 STEEL = "steel/Steel_industry_data.csv"
 COUNTERS = ["grid_import", "grid_export", "pv", "heat_pump", "ev"]
 # (file name, first local day, last local day): the two exports overlap on 2016-11-01,
-# as real consecutive exports often do; ingestion must not duplicate that day.
+# as real consecutive exports often do; ingestion must not duplicate that day. The window is
+# the longest stretch around the autumn DST change (2016-10-30) without meter outages (the
+# extract has one on 2016-10-21 and 2016-11-12/13), so the sample passes its completeness gate;
+# tests craft gaps to show the gate closing.
 EXPORTS = [
-    ("reach_residential4_2016-10.csv", "2016-10-01", "2016-11-01"),
-    ("reach_residential4_2016-11.csv", "2016-11-01", "2016-11-30"),
+    ("reach_residential4_2016-10.csv", "2016-10-22", "2016-11-01"),
+    ("reach_residential4_2016-11.csv", "2016-11-01", "2016-11-11"),
 ]
 
 
