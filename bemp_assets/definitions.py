@@ -1,37 +1,41 @@
 """The one Definitions of BEMP, assembled explicitly from the layer modules."""
 from __future__ import annotations
 
-from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions
+from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions, EnvVar
 
 from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.clean import build_clean_asset
+from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
 from bemp_assets.assets.ops import build_ops_assets
 from bemp_assets.assets.raw import build_raw_assets
 from bemp_assets.domain.config import load_config
 from bemp_assets.domain.settings import Settings
-from bemp_assets.jobs import build_pipeline_job, build_status_job
+from bemp_assets.jobs import build_live_job, build_pipeline_job, build_status_job
 from bemp_assets.partitions import daily_partitions
-from resources import CsvInboxResource, WarehouseResource
-from schedules import build_daily_schedule
-from sensors import build_inbox_sensor
+from resources import CsvInboxResource, GatewayClient, IPanelClient, WarehouseResource
+from schedules import build_daily_schedule, build_live_repoll_schedule
+from sensors import build_inbox_sensor, build_live_sensors
 
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     config = load_config(settings.config_dir)
     partitions = daily_partitions(config.site)
-    raw = build_raw_assets(config, partitions)
-    raw_keys = [a.key for a in raw]
-    clean = build_clean_asset(partitions, raw_keys, config)
+    csv_raw = build_raw_assets(config, partitions)
+    live_raw = build_live_assets(config, partitions)
+    live_keys = [a.key for a in live_raw]
+    # clean reads raw.measurements: the CSV sources and the gateways (iPanel has its own tables)
+    clean = build_clean_asset(partitions, [a.key for a in csv_raw] + [a.key for a in live_raw if a.key.path == GATEWAY_KEY], config)
     aggregates = build_agg_assets(partitions, clean.key, config)
-    ops = build_ops_assets(raw_keys, config, settings)
-    pipeline, status = build_pipeline_job(), build_status_job()
+    ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
+    pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
     return Definitions(
-        assets=[*raw, clean, *aggregates, *ops],
-        jobs=[pipeline, status],
-        schedules=[build_daily_schedule(pipeline)],
+        assets=[*csv_raw, *live_raw, clean, *aggregates, *ops],
+        jobs=[pipeline, live, status],
+        schedules=[build_daily_schedule(pipeline), build_live_repoll_schedule(live, partitions, config)],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions),
+            *build_live_sensors(live, partitions, config),
             # runs the ops snapshots when raw data changes; declared RUNNING (it defaults to STOPPED)
             AutomationConditionSensorDefinition("bemp_automation", target=AssetSelection.groups("ops"),
                                                 default_status=DefaultSensorStatus.RUNNING),
@@ -39,6 +43,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         resources={
             "warehouse": WarehouseResource(database=str(settings.warehouse)),
             "inbox": CsvInboxResource(inbox_dir=str(settings.inbox)),
+            "gateway": GatewayClient(base_url=EnvVar("BEMP_GATEWAY_URL"), token=EnvVar("BEMP_GATEWAY_TOKEN")),
+            "ipanel": IPanelClient(base_url=EnvVar("BEMP_IPANEL_URL"), token=EnvVar("BEMP_IPANEL_TOKEN")),
         },
     )
 

@@ -1,19 +1,28 @@
-"""Jobs. The pipeline job's partitioning comes from its assets (no partitions_def argument)."""
+"""Jobs. Partitioned jobs take their partitioning from their assets (no partitions_def argument)."""
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetKey, AssetSelection, define_asset_job
 
 PIPELINE_JOB = "bemp_pipeline"
+LIVE_JOB = "bemp_live"
 STATUS_JOB = "bemp_status"
+DOWNSTREAM = AssetSelection.groups("clean", "agg")
 
 
-def build_pipeline_job():
-    """raw -> clean -> agg for a day or a range of days (one run per range)."""
+def build_pipeline_job(live_keys: list[AssetKey]):
+    """CSV inbox -> clean -> agg for a day or a range of days (one run per range). The HTTP
+    sources are left out, so the CSV pipeline runs without their servers configured."""
     return define_asset_job(
         PIPELINE_JOB,
-        selection=AssetSelection.groups("raw", "clean", "agg"),
-        description="Ingest the inbox and rebuild clean and hourly tables for the selected days.",
+        selection=AssetSelection.groups("raw") - AssetSelection.assets(*live_keys) | DOWNSTREAM,
+        description="Ingest the inbox and rebuild clean, hourly and daily tables for the selected days.",
     )
+
+
+def build_live_job(live_keys: list[AssetKey]):
+    """HTTP sources (gateways, iPanel) -> clean -> agg; needs BEMP_GATEWAY_* and BEMP_IPANEL_*."""
+    return define_asset_job(LIVE_JOB, selection=AssetSelection.assets(*live_keys) | DOWNSTREAM,
+                            description="Poll the gateway and iPanel sources for the selected days and rebuild clean and agg.")
 
 
 def build_status_job():

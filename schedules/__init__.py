@@ -1,4 +1,5 @@
 """Schedules."""
 from .daily import build_daily_schedule
+from .live import build_live_repoll_schedule
 
-__all__ = ["build_daily_schedule"]
+__all__ = ["build_daily_schedule", "build_live_repoll_schedule"]

@@ -53,7 +53,9 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
     keys = set(graph.get_all_asset_keys())
     assert keys == {AssetKey(["raw", "steel_plant"]), AssetKey(["raw", "reach_residential"]), AssetKey(["raw", "reach_meters"]),
                     AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"]), AssetKey(["agg", "daily"]),
-                    AssetKey(["ops", "installation_status"]), AssetKey(["ops", "coverage_heatmap"])}
+                    AssetKey(["ops", "installation_status"]), AssetKey(["ops", "coverage_heatmap"]),
+                    AssetKey(["raw", "gateway_measurements"]), AssetKey(["raw", "ipanel_trips"]),
+                    AssetKey(["raw", "ipanel_charger_status"]), AssetKey(["raw", "ipanel_charges"])}
     for key in keys:
         node = graph.get(key)
         assert node.group_name == key.path[0]
@@ -62,12 +64,14 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
         assert (node.backfill_policy is not None) == (key.path[0] != "ops")
     checks = {(k.asset_key.path[0], k.name) for k in graph.asset_check_keys}
     assert {("raw", "correctness"), ("raw", "frequency"), ("raw", "freshness"), ("raw", "files_parsed"),
-            ("clean", "duplicates"), ("agg", "completeness")} == checks
+            ("clean", "duplicates"), ("agg", "completeness"), ("raw", "registered_gateways")} == checks
     assert graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "completeness")).blocking
-    assert graph.get(AssetKey(["clean", "measurements"])).parent_keys == {k for k in keys if k.path[0] == "raw"}
+    assert graph.get(AssetKey(["clean", "measurements"])).parent_keys == {
+        k for k in keys if k.path[0] == "raw" and not k.path[1].startswith("ipanel")}
     assert defs.resolve_job_def("bemp_pipeline").partitions_def is not None
     assert defs.resolve_job_def("bemp_status").partitions_def is None
-    assert defs.resolve_sensor_def("bemp_automation").default_status.value == "RUNNING"
+    for name in ("bemp_automation", "inbox_sensor", "gateway_sensor", "ipanel_sensor"):
+        assert defs.resolve_sensor_def(name).default_status.value == "RUNNING"
     assert defs.resolve_schedule_def("bemp_daily").cron_schedule == "30 1 * * *"
     resources = defs.resources
     assert os.path.isabs(resources["warehouse"].database) and resources["warehouse"].database == str(settings.warehouse)

@@ -38,13 +38,15 @@ def chunks(context: AssetExecutionContext, size: int = CHUNK_DAYS) -> Iterator[t
 
 
 def table_metadata(con: duckdb.DuckDBPyConnection, table: str, time_column: str,
-                   start: datetime, end: datetime, where: str = "TRUE", preview_rows: int = 8) -> dict:
+                   start: datetime, end: datetime, where: str = "TRUE", preview_rows: int = 8,
+                   order_by: list[str] | None = None) -> dict:
     """Row count, column schema and a markdown preview of ``table`` rows inside [start, end)
     that also satisfy ``where``, for the materialisation's metadata."""
     where = f"WHERE {time_column} >= $start AND {time_column} < $end AND ({where})"
     params = {"start": start, "end": end}
     count = con.execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
-    preview = con.execute(f"SELECT * FROM {table} {where} ORDER BY {time_column}, variable_id LIMIT {preview_rows}", params).df()
+    order = ", ".join(f'"{c}"' for c in order_by) if order_by else "variable_id"
+    preview = con.execute(f"SELECT * FROM {table} {where} ORDER BY {time_column}, {order} LIMIT {preview_rows}", params).df()
     columns = con.execute(f"DESCRIBE {table}").fetchall()
     return {
         "dagster/row_count": int(count),

@@ -28,7 +28,7 @@ def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Set
         as_of = config.commissioning.as_of or datetime.now(timezone.utc)
         with warehouse.session() as con:
             register_rules(con, config)
-            board = installation_status(con, as_of, config.commissioning.expected_variables)
+            board = installation_status(con, as_of, config.expected_variables())
             write_status(con, board)
         counts = board[board["level"] == "sensor"]["status"].value_counts().to_dict()
         context.log.info(f"status as of {as_of:%Y-%m-%d %H:%M} UTC: {counts}")

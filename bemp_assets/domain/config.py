@@ -194,6 +194,65 @@ class CommissioningConfig(Strict):
         return merged
 
 
+MEDIA = {"temperature": ("temperature", "°C"), "humidity": ("humidity", "%"),
+         "co2": ("co2_concentration", "ppm"), "power": ("active_power", "W")}
+
+
+class SensorSpec(Strict):
+    channel: int = Field(ge=0)
+    medium: Literal["temperature", "humidity", "co2", "power"]
+    device: str | None = None
+
+    def variable_id(self, sn: str) -> str:
+        return gateway_variable_id(sn, self.channel, self.medium)
+
+
+def gateway_variable_id(sn: str, channel: int, medium: str) -> str:
+    """``GW-BE-0001.ch1_temperature``: one variable per gateway channel."""
+    return f"{sn}.ch{channel}_{medium}"
+
+
+class GatewaySpec(Strict):
+    """One row of the installation registry: a gateway in a dwelling."""
+
+    sn: str
+    dwelling: str
+    building: str
+    address: str | None = None
+    installed: date
+    sensors: list[SensorSpec] = Field(min_length=1)
+
+
+class LiveSourceSettings(Strict):
+    site: str | None = None
+    timezone: TimeZone = "UTC"
+    expected_interval: Duration = 600
+
+
+class LiveSourcesConfig(Strict):
+    """HTTP sources: polling and re-polling, and the gateway platform's sampling."""
+
+    poll_seconds: int = Field(60, ge=10, le=3600)
+    repoll_days: int = Field(3, ge=1, le=60)
+    gateway: LiveSourceSettings = LiveSourceSettings()
+    ipanel: LiveSourceSettings = LiveSourceSettings()
+
+
+class LiveSection(Strict):
+    live_sources: LiveSourcesConfig
+
+
+class GatewaysSection(Strict):
+    gateways: list[GatewaySpec]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "GatewaysSection":
+        sns = [g.sn for g in self.gateways]
+        if len(set(sns)) != len(sns):
+            raise ValueError(f"gateway serial numbers must be unique, repeated: {sorted({s for s in sns if sns.count(s) > 1})}")
+        return self
+
+
 class CommissioningSection(Strict):
     commissioning: CommissioningConfig
 
@@ -203,6 +262,13 @@ class BempConfig(Strict):
     sources: list[SourceConfig]
     filter_chains: list[FilterChain] = Field(default_factory=list)
     commissioning: CommissioningConfig = Field(default_factory=CommissioningConfig)
+    live_sources: LiveSourcesConfig = Field(default_factory=LiveSourcesConfig)
+    gateways: list[GatewaySpec] = Field(default_factory=list)
+
+    def expected_variables(self) -> list[str]:
+        """Sensors that must report: listed in commissioning, or registered on a gateway."""
+        registered = [s.variable_id(g.sn) for g in self.gateways for s in g.sensors]
+        return sorted(set(self.commissioning.expected_variables) | set(registered))
     files: dict[str, str] = Field(default_factory=dict, description="section -> file it came from")
 
     def source(self, name: str) -> SourceConfig:
@@ -222,6 +288,8 @@ SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "sources": (SourcesSection, True),
     "filter_chains": (FilterChainsSection, False),
     "commissioning": (CommissioningSection, False),
+    "live_sources": (LiveSection, False),
+    "gateways": (GatewaysSection, False),
 }
 
 

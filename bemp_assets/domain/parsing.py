@@ -54,6 +54,12 @@ class ParsedFile:
     warnings: list[str] = field(default_factory=list)
     # True when ``table`` holds at most one row per (variable_id, ts), so a merge need not rank
     unique_keys: bool = False
+    # what raw.measurements.source_file and raw.rejects name: the file name, or an API endpoint
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name
 
 
 def file_sha256(path: Path) -> str:

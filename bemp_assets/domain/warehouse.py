@@ -123,8 +123,10 @@ CREATE TABLE IF NOT EXISTS agg.daily (variable_id VARCHAR NOT NULL, day DATE NOT
 
 def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Session settings every BEMP connection needs, and the schema (idempotent)."""
+    from .live import LIVE_DDL
+
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(DDL)
+    con.execute(DDL + LIVE_DDL)
     return con
 
 
@@ -183,7 +185,9 @@ def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: da
         if p.error:
             rejects = pd.DataFrame([{"line": 1, "field": "", "raw_text": _first_line(p), "reason": p.error}])
         if len(rejects):
-            frames.append(rejects.assign(source_file=p.path.name, file_sha256=p.sha256))
+            # API batches carry one hash per rejected record; files share the file's hash
+            frames.append(rejects.assign(source_file=p.name,
+                                         **({} if "file_sha256" in rejects else {"file_sha256": p.sha256})))
     if not frames:
         return 0, 0
     rejects = pd.concat(frames, ignore_index=True)
@@ -212,8 +216,8 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
     Rule against the warehouse: an equal value is left untouched (ingested_at keeps its first
     value); a different value replaces the stored one and is recorded in ``raw.revisions``.
     """
-    report = IngestReport(files=[p.path.name for p in parsed])
-    report.failed_files = {p.path.name: p.error for p in parsed if p.error}
+    report = IngestReport(files=[p.name for p in parsed])
+    report.failed_files = {p.name: p.error for p in parsed if p.error}
     report.warnings = [w for p in parsed for w in p.warnings]
     good = [p for p in parsed if p.table]
     report.rows_read = sum(p.rows for p in good)
@@ -222,7 +226,7 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
         report.rejects_in_files, report.rejects_new = _insert_rejects(con, source.name, parsed, now)
         if good:
             union = " UNION ALL ".join(
-                f"SELECT variable_id, ts, value, line, {i} AS file_order, {_quote(p.path.name)} AS source_file FROM {p.table}"
+                f"SELECT variable_id, ts, value, line, {i} AS file_order, {_quote(p.name)} AS source_file FROM {p.table}"
                 for i, p in enumerate(good)
             )
             if len(good) == 1 and good[0].unique_keys:

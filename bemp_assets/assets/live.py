@@ -1,0 +1,132 @@
+"""raw layer, HTTP sources: IoT gateway measurements and the iPanel e-bus fleet.
+
+Each asset fetches its partition window from the source (all pages, with the client's retries)
+inside the run, validates the records, and merges them: re-polling an overlapping window adds
+nothing. The newest timestamp committed is recorded as ``acknowledged_until`` in the
+materialisation: the polling sensors' cursor, which therefore advances only once data is in
+the warehouse.
+"""
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    asset,
+)
+
+from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.domain.config import BempConfig
+from bemp_assets.domain.live import CHARGER_STATUS, CHARGES, TRIPS, Table, as_parsed, gateway_batch, ipanel_batch, merge_records
+from bemp_assets.domain.warehouse import ingest, transaction
+from resources import GatewayClient, IPanelClient, WarehouseResource
+
+from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
+from .raw import SOURCE_RULES
+
+GATEWAY_KEY = ["raw", "gateway_measurements"]
+GATEWAY_ENDPOINT = "gateway:/api/v1/measurements"
+
+
+def _fetch(context: AssetExecutionContext, name: str, fetch) -> list[dict]:
+    """Fetch the run's window chunk by chunk, logging progress."""
+    records: list[dict] = []
+    for index, count, start, end in chunks(context):
+        part = fetch(start, end)
+        records.extend(part)
+        context.log.info(f"{name} [{index}/{count}] {start.date()} .. {end.date()}: {len(part)} records")
+    return records
+
+
+def _acknowledged(times) -> str | None:
+    return None if times.empty else times.max().isoformat()
+
+
+def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) -> AssetsDefinition:
+    settings = config.live_sources.gateway
+    registry = {g.sn: g for g in config.gateways}
+
+    class Source:  # what warehouse.ingest needs to know of a source
+        name, site, expected_interval = "gateway", settings.site, settings.expected_interval
+
+    @asset(key=GATEWAY_KEY, group_name="raw", partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(),
+           pool=WAREHOUSE_POOL, kinds={"duckdb", "api"},
+           check_specs=[AssetCheckSpec("registered_gateways", asset=GATEWAY_KEY,
+                                       description="every reporting gateway is in the installation registry"),
+                        *specs(GATEWAY_KEY, SOURCE_RULES)],
+           description="IoT gateway readings (SN, channel, device, medium, value) polled over HTTP into "
+                       "raw.gateway_measurements and, as variables <sn>.ch<channel>_<medium>, raw.measurements.")
+    def gateway_measurements(context: AssetExecutionContext, warehouse: WarehouseResource, gateway: GatewayClient):
+        start, end = run_window(context)
+        batch = gateway_batch(_fetch(context, "gateway", gateway.measurements), registry)
+        now = datetime.now(timezone.utc)
+        with warehouse.session() as con:
+            parsed = as_parsed(con, batch, GATEWAY_ENDPOINT, "stage_gateway")
+            report = ingest(con, Source, settings.timezone, [parsed], (start, end), now)
+            con.execute("DROP TABLE IF EXISTS stage_gateway")
+            with transaction(con):
+                merged = merge_records(con, "raw.gateway_measurements", ["sn", "channel", "ts"],
+                                       batch.rows.drop(columns="variable_id").assign(fetched_at=now))
+            variables = sorted(batch.rows["variable_id"].unique())
+            rule_results = evaluate_rules(context, con, config, SOURCE_RULES, start, end, variables)
+            metadata = table_metadata(con, "raw.gateway_measurements", "ts", start, end, order_by=["sn", "channel"])
+        if batch.unknown_sns:
+            context.log.warning(f"unregistered gateways reported data (stored, flagged): {batch.unknown_sns}")
+        return MaterializeResult(
+            metadata={**metadata, "records_received": batch.received, "repeated_in_response": batch.repeated,
+                      "rejected": len(batch.rejects), "inserted": report.inserted, "revised": report.revised,
+                      "unchanged": report.unchanged, "gateway_rows_inserted": merged["inserted"],
+                      "acknowledged_until": MetadataValue.text(_acknowledged(batch.rows["ts"]) or "")},
+            check_results=[AssetCheckResult(
+                check_name="registered_gateways", passed=not batch.unknown_sns, severity=AssetCheckSeverity.WARN,
+                metadata={"unregistered": MetadataValue.json(batch.unknown_sns), "registered": len(registry)},
+            ), *rule_results],
+        )
+
+    return gateway_measurements
+
+
+def build_ipanel_asset(name: str, table: Table, fetch_name: str, partitions: PartitionsDefinition,
+                       description: str) -> AssetsDefinition:
+    key = ["raw", name]
+
+    @asset(key=key, group_name="raw", partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(),
+           pool=WAREHOUSE_POOL, kinds={"duckdb", "api"}, description=description)
+    def ipanel_records(context: AssetExecutionContext, warehouse: WarehouseResource, ipanel: IPanelClient):
+        start, end = run_window(context)
+        batch = ipanel_batch(_fetch(context, name, getattr(ipanel, fetch_name)), table)
+        now = datetime.now(timezone.utc)
+        with warehouse.session() as con, transaction(con):
+            merged = merge_records(con, table.name, list(table.key), batch.rows.assign(fetched_at=now))
+            if len(batch.rejects):
+                con.register("_rejects", batch.rejects)
+                con.execute("""INSERT INTO raw.rejects SELECT 'ipanel', ?, file_sha256, line, field, raw_text, reason, ?
+                               FROM _rejects ON CONFLICT DO NOTHING""", [f"ipanel:{name}", now])
+                con.unregister("_rejects")
+        with warehouse.session() as con:
+            metadata = table_metadata(con, table.name, f'"{table.time_field}"', start, end, order_by=list(table.key))
+        return MaterializeResult(metadata={
+            **metadata, "records_received": batch.received, "repeated_in_response": batch.repeated,
+            "rejected": len(batch.rejects), **merged,
+            "acknowledged_until": MetadataValue.text(_acknowledged(batch.rows[table.time_field]) or ""),
+        })
+
+    return ipanel_records
+
+
+def build_live_assets(config: BempConfig, partitions: PartitionsDefinition) -> list[AssetsDefinition]:
+    return [
+        build_gateway_asset(config, partitions),
+        build_ipanel_asset("ipanel_trips", TRIPS, "trips", partitions,
+                           "iPanel vehicle trips (km, kWh, regeneration, temperatures, CO2) by trip start."),
+        build_ipanel_asset("ipanel_charger_status", CHARGER_STATUS, "charger_status_history", partitions,
+                           "iPanel charger status snapshots (vehicle, SoC, power, position): a history by lastUpdate."),
+        build_ipanel_asset("ipanel_charges", CHARGES, "charges", partitions,
+                           "iPanel charges per charger and depot day: number, duration, supplied kWh."),
+    ]
