@@ -18,7 +18,7 @@ install: $(BIN)/bemp
 
 run: install
 	$(BIN)/bemp seed-sample
-	$(BIN)/bemp run
+	$(BIN)/bemp run --with-reference-servers
 
 test: install
 	$(BIN)/python -m pytest -q

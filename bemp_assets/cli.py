@@ -16,6 +16,7 @@ import argparse
 import filecmp
 import shutil
 import sys
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 from bemp_assets.domain.settings import Settings
@@ -53,9 +54,10 @@ def inbox_day_spans(settings: Settings, config) -> list[tuple[date, date]]:
     return merged
 
 
-def run(settings: Settings, start: str | None, end: str | None, select: str | None, instance=None) -> int:
-    """Execute the pipeline job in this process, one run per range of days, then refresh the
-    ops snapshots. Without dates, the ranges are those the inbox files hold.
+def run(settings: Settings, start: str | None, end: str | None, select: str | None, instance=None,
+        job_name: str | None = None, refresh_status: bool = True) -> int:
+    """Execute a partitioned job in this process, one run per range of days, then refresh the
+    ops snapshots. Without dates, the ranges are those the inbox files hold (CSV pipeline).
 
     ``instance`` defaults to the one DAGSTER_HOME points at, so the runs show in `make dev`.
     """
@@ -68,6 +70,10 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
     from bemp_assets.partitions import daily_partitions
     from sensors.inbox import clip_days
 
+    job_name = job_name or PIPELINE_JOB
+    if job_name != PIPELINE_JOB and not (start and end):
+        print(f"--job {job_name}: give --start and --end (the inbox only dates CSV files)", file=sys.stderr)
+        return 2
     config = load_config(settings.config_dir)
     partitions = daily_partitions(config.site)
     try:
@@ -93,9 +99,9 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
         if not selection:
             print(f"--select {select!r} matches no asset", file=sys.stderr)
             return 2
-    job = defs.resolve_job_def(PIPELINE_JOB)
+    job = defs.resolve_job_def(job_name)
     for first, last in spans:
-        print(f"running {PIPELINE_JOB} over {first} .. {last} (one run)")
+        print(f"running {job_name} over {first} .. {last} (one run)")
         result = job.execute_in_process(
             instance=instance,
             asset_selection=selection,
@@ -107,11 +113,48 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
         _report_failed_checks(result)
         if not result.success:
             return 1
+    if not refresh_status:
+        return 0
     status = defs.resolve_job_def(STATUS_JOB).execute_in_process(
         instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     print(f"run {status.run_id} ({STATUS_JOB}): {'success' if status.success else 'FAILED'}")
     return 0 if status.success else 1
+
+
+@contextmanager
+def reference_servers(settings: Settings):
+    """Both reference servers on free localhost ports, with fresh tokens exported to this
+    process's environment (where the clients' EnvVars read them); yields the day span of their
+    data in the site time zone."""
+    import os
+    import secrets
+
+    import pandas as pd
+
+    from bemp_assets.domain.config import load_config
+    from bemp_assets.refservers import gateway, ipanel, start_server
+
+    tz = load_config(settings.config_dir).site.timezone
+    tables = [*gateway.load(settings.sample_dir / "gateway").values(), *ipanel.load(settings.sample_dir / "ipanel").values()]
+    times = [t.times for t in tables if len(t.times)]
+    span = [pd.Timestamp(int(f(x)), unit="s", tz="UTC").tz_convert(tz).date().isoformat()
+            for f, x in ((min, [t[0] for t in times]), (max, [t[-1] for t in times]))]
+    saved = {k: os.environ.get(k) for k in ("BEMP_GATEWAY_URL", "BEMP_GATEWAY_TOKEN", "BEMP_IPANEL_URL", "BEMP_IPANEL_TOKEN")}
+    tokens = {kind: secrets.token_hex(16) for kind in ("gateway", "ipanel")}
+    with start_server("gateway", settings.sample_dir / "gateway", token=tokens["gateway"]) as gw, \
+            start_server("ipanel", settings.sample_dir / "ipanel", token=tokens["ipanel"]) as ip:
+        os.environ.update({"BEMP_GATEWAY_URL": gw.url, "BEMP_GATEWAY_TOKEN": tokens["gateway"],
+                           "BEMP_IPANEL_URL": ip.url, "BEMP_IPANEL_TOKEN": tokens["ipanel"]})
+        print(f"reference servers: gateway {gw.url}, ipanel {ip.url}; data {span[0]} .. {span[1]}")
+        try:
+            yield span
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _report_failed_checks(result) -> None:
@@ -134,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--start", help="first day, YYYY-MM-DD (default: from the inbox files)")
     run_parser.add_argument("--end", help="last day, YYYY-MM-DD, inclusive (default: from the inbox files)")
     run_parser.add_argument("--select", help="Dagster asset selection, e.g. 'group:raw' or 'key:clean/measurements'")
+    run_parser.add_argument("--with-reference-servers", action="store_true",
+                            help="also start the gateway and iPanel reference servers and run bemp_live over their data")
+    run_parser.add_argument("--job", default="bemp_pipeline", choices=["bemp_pipeline", "bemp_live"],
+                            help="bemp_pipeline: the CSV inbox (default); bemp_live: the gateway and iPanel APIs")
     sub.add_parser("summary", help="rows per layer, date range and rejects")
     _add_serve_parser(sub)
     status_parser = sub.add_parser("status", help="the installation status board (green/red/black)")
@@ -151,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inbox {settings.inbox}: copied {copied or 'nothing (already up to date)'}")
         return 0
     if args.command == "run":
-        code = run(settings, args.start, args.end, args.select)
+        if args.with_reference_servers:
+            with reference_servers(settings) as (first, last):
+                code = run(settings, args.start, args.end, args.select, refresh_status=False) or \
+                    run(settings, first, last, args.select, job_name="bemp_live")
+        else:
+            code = run(settings, args.start, args.end, args.select, job_name=args.job)
         from bemp_assets.domain.summary import warehouse_summary
 
         print(warehouse_summary(settings.warehouse))

@@ -7,6 +7,7 @@ are opened only inside a step, never at import time or in a sensor.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import duckdb
@@ -20,5 +21,7 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # a fresh BEMP_HOME may not exist yet; DuckDB creates the file, not its folder
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with self.get_connection() as con:
             yield prepare(con)

@@ -195,7 +195,7 @@ class CommissioningConfig(Strict):
 
 
 MEDIA = {"temperature": ("temperature", "°C"), "humidity": ("humidity", "%"),
-         "co2": ("co2_concentration", "ppm"), "power": ("active_power", "W")}
+         "co2": ("co2_concentration", "ppm"), "power": ("power", "W")}
 
 
 class SensorSpec(Strict):
