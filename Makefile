@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export BEMP_HOME ?= $(CURDIR)/data
+# where `make dev` looks for the HTTP sources; `make serve` starts local reference servers there
+export BEMP_GATEWAY_URL ?= http://127.0.0.1:8701
+export BEMP_GATEWAY_TOKEN ?= dev-gateway-token
+export BEMP_IPANEL_URL ?= http://127.0.0.1:8702
+export BEMP_IPANEL_TOKEN ?= dev-ipanel-token
 
-.PHONY: install run test dev bench clean
+.PHONY: install run test dev serve bench clean
 
 $(BIN)/bemp: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -16,6 +21,8 @@ $(BIN)/bemp: pyproject.toml
 
 install: $(BIN)/bemp
 
+# the CSV sample through the inbox, then the gateway and iPanel sample through reference
+# servers on free localhost ports (started and stopped by the command itself)
 run: install
 	$(BIN)/bemp seed-sample
 	$(BIN)/bemp run --with-reference-servers
@@ -26,9 +33,16 @@ test: install
 dev: install
 	$(BIN)/dg dev --port 3000
 
+# both reference servers in replay mode (data shifted to now, arriving as time passes), on
+# the ports `make dev` polls; Ctrl-C stops both
+serve: install
+	$(BIN)/bemp serve gateway --replay & \
+	trap 'kill %1' EXIT INT TERM; \
+	$(BIN)/bemp serve ipanel --replay
+
 bench: install
 	$(BIN)/python bench/bench_pipeline.py
 
 clean:
-	rm -rf $(BEMP_HOME)/inbox $(BEMP_HOME)/warehouse.duckdb $(BEMP_HOME)/warehouse.duckdb.wal
+	rm -rf $(BEMP_HOME)/inbox $(BEMP_HOME)/artifacts $(BEMP_HOME)/warehouse.duckdb $(BEMP_HOME)/warehouse.duckdb.wal
 	find $(DAGSTER_HOME) -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

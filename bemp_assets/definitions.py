@@ -32,7 +32,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=[*csv_raw, *live_raw, clean, *aggregates, *ops],
         jobs=[pipeline, live, status],
-        schedules=[build_daily_schedule(pipeline), build_live_repoll_schedule(live, partitions, config)],
+        schedules=[build_daily_schedule(pipeline, partitions), build_live_repoll_schedule(live, partitions, config)],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions),
             *build_live_sensors(live, partitions, config),

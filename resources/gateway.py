@@ -26,3 +26,7 @@ class GatewayClient(HttpSourceResource):
     def latest_time(self) -> datetime | None:
         """Time of the newest measurement served, or None: one request, for the sensor."""
         return self.newest_time(wire.GATEWAY_MEASUREMENTS, "time")
+
+    def earliest_time(self) -> datetime | None:
+        """Time of the oldest measurement served, or None: where a first poll starts."""
+        return self.oldest_time(wire.GATEWAY_MEASUREMENTS, "time")

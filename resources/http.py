@@ -163,7 +163,14 @@ class HttpSourceResource(ConfigurableResource):
 
     def newest_time(self, path: str, field: str) -> datetime | None:
         """Time of the newest record (one request of one record): the cheap probe for sensors."""
-        records, _ = self.page(path, wire.page_params(1, 1, "desc"))
+        return self.edge_time(path, field, "desc")
+
+    def oldest_time(self, path: str, field: str) -> datetime | None:
+        """Time of the oldest record (one request of one record): where a first poll starts."""
+        return self.edge_time(path, field, "asc")
+
+    def edge_time(self, path: str, field: str, order: str) -> datetime | None:
+        records, _ = self.page(path, wire.page_params(1, 1, order))
         if not records:
             return None
         try:

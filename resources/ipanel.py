@@ -37,3 +37,8 @@ class IPanelClient(HttpSourceResource):
     def latest_charge_time(self) -> datetime | None:
         """``date`` of the newest charges record, or None: one request, for the sensor."""
         return self.newest_time(wire.IPANEL_CHARGES, "date")
+
+    def earliest_time(self) -> datetime | None:
+        """Start of the oldest trip or charges record, or None: where a first poll starts."""
+        times = [self.oldest_time(wire.IPANEL_TRIPS, "date"), self.oldest_time(wire.IPANEL_CHARGES, "date")]
+        return min((t for t in times if t), default=None)

@@ -1,10 +1,19 @@
-"""Every night, process yesterday's partition (late files included: raw assets read the whole inbox)."""
-from __future__ import annotations
+"""Every night, process yesterday's partition: late files in the inbox are picked up too,
+because the raw assets read the whole inbox for the window they build."""
+from datetime import timedelta
 
-from dagster import DefaultScheduleStatus, ScheduleDefinition, build_schedule_from_partitioned_job
+import pandas as pd
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, TimeWindowPartitionsDefinition, schedule
 
 
-def build_daily_schedule(job) -> ScheduleDefinition:
-    return build_schedule_from_partitioned_job(
-        job, hour_of_day=1, minute_of_hour=30, name="bemp_daily", default_status=DefaultScheduleStatus.RUNNING
-    )
+def build_daily_schedule(job, partitions: TimeWindowPartitionsDefinition):
+    tz = partitions.timezone
+
+    @schedule(name="bemp_daily", job=job, cron_schedule="30 1 * * *", execution_timezone=tz,
+              default_status=DefaultScheduleStatus.RUNNING,
+              description="At 01:30 site time, the CSV pipeline for yesterday's partition.")
+    def daily(context: ScheduleEvaluationContext):
+        yesterday = (pd.Timestamp(context.scheduled_execution_time).tz_convert(tz) - timedelta(days=1)).date().isoformat()
+        return RunRequest(run_key=f"daily:{yesterday}", partition_key=yesterday)
+
+    return daily

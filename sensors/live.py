@@ -7,7 +7,7 @@ queued or in progress no second one is requested. The tick itself makes one smal
 source (the newest timestamp), never the bulk fetch, and never opens the warehouse.
 """
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pandas as pd
 from dagster import (
@@ -40,9 +40,10 @@ def acknowledged(instance, key: AssetKey) -> datetime | None:
     return pd.Timestamp(value.value).to_pydatetime() if value is not None and value.value else None
 
 
-def poll_request(context: SensorEvaluationContext, source: str, keys: list[AssetKey], newest: datetime | None,
-                 partitions: TimeWindowPartitionsDefinition, tz: str) -> SensorResult | SkipReason:
-    """The sensor body shared by both sources, once the newest source timestamp is known."""
+def poll_request(context: SensorEvaluationContext, source: str, keys: list[AssetKey], client,
+                 newest: datetime | None, partitions: TimeWindowPartitionsDefinition, tz: str) -> SensorResult | SkipReason:
+    """The sensor body shared by both sources, once the newest source timestamp is known.
+    Without an acknowledged cursor, the first request starts at the source's oldest record."""
     cursor = min((a for a in (acknowledged(context.instance, k) for k in keys) if a), default=None)
     if newest is None:
         return SkipReason(f"{source}: the source holds no records")
@@ -52,10 +53,8 @@ def poll_request(context: SensorEvaluationContext, source: str, keys: list[Asset
     busy = context.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT, tags={"bemp/poll": source}), limit=1)
     if busy:
         return SkipReason(f"{source}: run {busy[0].dagster_run.run_id} still in flight")
-    first_day = pd.Timestamp(cursor, tz="UTC").tz_convert(tz).date() if cursor else None
-    keys_all = partitions.get_partition_keys()
-    span = clip_days(partitions, first_day or datetime.fromisoformat(keys_all[0]).date(),
-                     pd.Timestamp(newest).tz_convert(tz).date() + timedelta(days=0))
+    start_from = cursor or client.earliest_time() or newest
+    span = clip_days(partitions, pd.Timestamp(start_from).tz_convert(tz).date(), pd.Timestamp(newest).tz_convert(tz).date())
     if span is None:
         return SkipReason(f"{source}: new data up to {newest.isoformat()} lies outside the partitions")
     context.log.info(f"{source}: new data up to {newest.isoformat()} (acknowledged {cursor}); requesting {span[0]} .. {span[1]}")
@@ -83,7 +82,8 @@ def build_live_sensors(job, partitions: TimeWindowPartitionsDefinition, config: 
         client = _client(GatewayClient, "GATEWAY")
         if client is None:
             return SkipReason("BEMP_GATEWAY_URL / BEMP_GATEWAY_TOKEN are not set (see docs/sources.md)")
-        return poll_request(context, "gateway", [AssetKey(["raw", "gateway_measurements"])], client.latest_time(), partitions, tz)
+        return poll_request(context, "gateway", [AssetKey(["raw", "gateway_measurements"])], client, client.latest_time(),
+                            partitions, tz)
 
     @sensor(name="ipanel_sensor", job=job, minimum_interval_seconds=interval, default_status=DefaultSensorStatus.RUNNING,
             description="Polls iPanel's newest trip and charge; requests the missing days.")
@@ -93,6 +93,6 @@ def build_live_sensors(job, partitions: TimeWindowPartitionsDefinition, config: 
             return SkipReason("BEMP_IPANEL_URL / BEMP_IPANEL_TOKEN are not set (see docs/sources.md)")
         newest = max((t for t in (client.latest_trip_time(), client.latest_charge_time()) if t), default=None)
         keys = [AssetKey(["raw", n]) for n in ("ipanel_trips", "ipanel_charger_status", "ipanel_charges")]
-        return poll_request(context, "ipanel", keys, newest, partitions, tz)
+        return poll_request(context, "ipanel", keys, client, newest, partitions, tz)
 
     return [gateway_sensor, ipanel_sensor]

@@ -166,7 +166,8 @@ def test_sensor_cursor_advances_only_after_commit(tmp_path, monkeypatch):
         first = tick()
         assert len(first.run_requests) == 1 and first.cursor is None
         request = first.run_requests[0]
-        assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-02-13", "2016-02-16")
+        # from the oldest record served (2016-02-13 23:00Z = 14 Feb in Rome) to the newest
+        assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-02-14", "2016-02-16")
         server.set_faults(truncate_next=100)
         assert not launch(request).success
         server.reset_faults()

@@ -84,3 +84,22 @@ def test_dagster_yaml_limits_the_duckdb_pool_to_one(tmp_path):
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
     finally:
         instance.dispose()
+
+
+def test_schedules_target_yesterday_and_the_repoll_window(settings):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from dagster import build_schedule_context
+
+    defs = build_definitions(settings)
+    at = datetime(2024, 3, 31, 1, 30, tzinfo=ZoneInfo("Europe/Rome"))  # the morning of a DST change
+    with instance_for_test() as instance:
+        daily = defs.resolve_schedule_def("bemp_daily").evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=at,
+                                                                      repository_def=defs.get_repository_def()))
+        assert [r.partition_key for r in daily.run_requests] == ["2024-03-30"]
+        repoll = defs.resolve_schedule_def("bemp_live_repoll").evaluate_tick(
+            build_schedule_context(instance=instance, scheduled_execution_time=at.replace(hour=2),
+                                   repository_def=defs.get_repository_def()))
+    tags = repoll.run_requests[0].tags
+    assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2024-03-28", "2024-03-30")
