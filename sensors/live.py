@@ -73,26 +73,31 @@ def _client(cls, prefix: str):
     return cls(base_url=url, token=token)
 
 
+def _newest_trip_or_charge(client: IPanelClient):
+    return max((t for t in (client.latest_trip_time(), client.latest_charge_time()) if t), default=None)
+
+
+# name, client class, env prefix, asset keys, probe of the newest timestamp
+SOURCES = [
+    ("gateway", GatewayClient, "GATEWAY", [AssetKey(["raw", "gateway_measurements"])], GatewayClient.latest_time),
+    ("ipanel", IPanelClient, "IPANEL", [AssetKey(["raw", n]) for n in ("ipanel_trips", "ipanel_charger_status", "ipanel_charges")],
+     _newest_trip_or_charge),
+]
+
+
 def build_live_sensors(job, partitions: TimeWindowPartitionsDefinition, config: BempConfig):
     interval, tz = config.live_sources.poll_seconds, config.site.timezone
 
-    @sensor(name="gateway_sensor", job=job, minimum_interval_seconds=interval, default_status=DefaultSensorStatus.RUNNING,
-            description="Polls the gateway platform's newest timestamp; requests the missing days.")
-    def gateway_sensor(context: SensorEvaluationContext):
-        client = _client(GatewayClient, "GATEWAY")
-        if client is None:
-            return SkipReason("BEMP_GATEWAY_URL / BEMP_GATEWAY_TOKEN are not set (see docs/sources.md)")
-        return poll_request(context, "gateway", [AssetKey(["raw", "gateway_measurements"])], client, client.latest_time(),
-                            partitions, tz)
+    def build(source: str, cls, prefix: str, keys: list[AssetKey], newest):
+        @sensor(name=f"{source}_sensor", job=job, minimum_interval_seconds=interval,
+                default_status=DefaultSensorStatus.RUNNING,
+                description=f"Polls the {source} source's newest timestamp; requests the days not yet acknowledged.")
+        def poll(context: SensorEvaluationContext):
+            client = _client(cls, prefix)
+            if client is None:
+                return SkipReason(f"BEMP_{prefix}_URL / BEMP_{prefix}_TOKEN are not set (see docs/sources.md)")
+            return poll_request(context, source, keys, client, newest(client), partitions, tz)
 
-    @sensor(name="ipanel_sensor", job=job, minimum_interval_seconds=interval, default_status=DefaultSensorStatus.RUNNING,
-            description="Polls iPanel's newest trip and charge; requests the missing days.")
-    def ipanel_sensor(context: SensorEvaluationContext):
-        client = _client(IPanelClient, "IPANEL")
-        if client is None:
-            return SkipReason("BEMP_IPANEL_URL / BEMP_IPANEL_TOKEN are not set (see docs/sources.md)")
-        newest = max((t for t in (client.latest_trip_time(), client.latest_charge_time()) if t), default=None)
-        keys = [AssetKey(["raw", n]) for n in ("ipanel_trips", "ipanel_charger_status", "ipanel_charges")]
-        return poll_request(context, "ipanel", keys, client, newest, partitions, tz)
+        return poll
 
-    return [gateway_sensor, ipanel_sensor]
+    return [build(*spec) for spec in SOURCES]

@@ -37,6 +37,11 @@ def chunks(context: AssetExecutionContext, size: int = CHUNK_DAYS) -> Iterator[t
         yield index, len(groups), start, end
 
 
+def column_schema(described: list[tuple]) -> TableSchema:
+    """A Dagster table schema from DuckDB's DESCRIBE rows (name, type, ...)."""
+    return TableSchema(columns=[TableColumn(name=c[0], type=c[1]) for c in described])
+
+
 def table_metadata(con: duckdb.DuckDBPyConnection, table: str, time_column: str,
                    start: datetime, end: datetime, where: str = "TRUE", preview_rows: int = 8,
                    order_by: list[str] | None = None) -> dict:
@@ -47,10 +52,9 @@ def table_metadata(con: duckdb.DuckDBPyConnection, table: str, time_column: str,
     count = con.execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
     order = ", ".join(f'"{c}"' for c in order_by) if order_by else "variable_id"
     preview = con.execute(f"SELECT * FROM {table} {where} ORDER BY {time_column}, {order} LIMIT {preview_rows}", params).df()
-    columns = con.execute(f"DESCRIBE {table}").fetchall()
     return {
         "dagster/row_count": int(count),
-        "dagster/column_schema": TableSchema(columns=[TableColumn(name=c[0], type=c[1]) for c in columns]),
+        "dagster/column_schema": column_schema(con.execute(f"DESCRIBE {table}").fetchall()),
         "dagster/table_name": f"warehouse.{table}",
         "preview": MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_no rows in this window_"),
         "window": f"{start.isoformat()} .. {end.isoformat()}",

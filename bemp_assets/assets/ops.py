@@ -6,7 +6,17 @@ Both are snapshots of the whole history (not partitioned); they refresh after th
 import base64
 from datetime import datetime, timedelta, timezone
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AutomationCondition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AutomationCondition,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+)
 
 from bemp_assets.domain.commissioning import register_rules
 from bemp_assets.domain.config import BempConfig
@@ -14,7 +24,7 @@ from bemp_assets.domain.settings import Settings
 from bemp_assets.domain.status import coverage_matrix, format_board, installation_status, render_heatmap, write_status
 from resources import WarehouseResource
 
-from .common import WAREHOUSE_POOL
+from .common import WAREHOUSE_POOL, column_schema
 
 
 def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Settings) -> list[AssetsDefinition]:
@@ -30,10 +40,12 @@ def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Set
             register_rules(con, config)
             board = installation_status(con, as_of, config.expected_variables())
             write_status(con, board)
+            con_schema = con.execute("DESCRIBE ops.installation_status").fetchall()
         counts = board[board["level"] == "sensor"]["status"].value_counts().to_dict()
         context.log.info(f"status as of {as_of:%Y-%m-%d %H:%M} UTC: {counts}")
         return MaterializeResult(metadata={
             "dagster/row_count": len(board),
+            "dagster/column_schema": column_schema(con_schema),
             "as_of": as_of.isoformat(),
             **{f"sensors_{colour}": int(counts.get(colour, 0)) for colour in ("green", "red", "black")},
             "board": MetadataValue.md("```\n" + format_board(board) + "\n```"),
@@ -54,6 +66,9 @@ def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Set
         context.log.info(f"heat map {path}: {matrix.shape[0]} variables x {matrix.shape[1]} days")
         return MaterializeResult(metadata={
             "dagster/row_count": int(matrix.shape[0]),
+            "dagster/column_schema": TableSchema(columns=[TableColumn("variable_id", "VARCHAR"),
+                                                          *(TableColumn(str(day), "DOUBLE coverage") for day in matrix.columns[:3]),
+                                                          TableColumn("...", f"{matrix.shape[1]} days in all")]),
             "days": int(matrix.shape[1]),
             "path": MetadataValue.path(str(path)),
             "heatmap": MetadataValue.md(f"![coverage heat map](data:image/png;base64,{encoded})"),
