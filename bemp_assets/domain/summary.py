@@ -5,7 +5,9 @@ from pathlib import Path
 
 import duckdb
 
-LAYER_TABLES = ["meta.variables", "raw.measurements", "raw.rejects", "raw.revisions", "clean.measurements", "agg.hourly"]
+LAYER_TABLES = ["meta.variables", "raw.measurements", "raw.rejects", "raw.revisions", "raw.gateway_measurements",
+                "raw.ipanel_trips", "raw.ipanel_charger_status", "raw.ipanel_charges", "clean.measurements",
+                "agg.hourly", "agg.daily", "ops.commissioning_results", "ops.installation_status"]
 
 
 def warehouse_summary(path: Path) -> str:
@@ -16,7 +18,7 @@ def warehouse_summary(path: Path) -> str:
         lines = [f"warehouse: {path}"]
         for table in LAYER_TABLES:
             count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            lines.append(f"  {table:<22} {count:>10,} rows")
+            lines.append(f"  {table:<28} {count:>10,} rows")
         per_source = con.execute("""
             SELECT v.source, count(*), min(m.ts), max(m.ts)
             FROM raw.measurements m JOIN meta.variables v USING (variable_id)
@@ -26,4 +28,7 @@ def warehouse_summary(path: Path) -> str:
             lines.append(f"  raw[{source}]: {count:,} readings, {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC")
         rejects = con.execute("SELECT source_file, count(*) FROM raw.rejects GROUP BY ALL ORDER BY 1").fetchall()
         lines.append("  rejected rows: " + (", ".join(f"{f}: {n}" for f, n in rejects) if rejects else "none"))
+        board = con.execute("SELECT status, count(*) FROM ops.installation_status WHERE level = 'sensor' GROUP BY ALL ORDER BY 1").fetchall()
+        lines.append("  sensors: " + (", ".join(f"{n} {s}" for s, n in board) if board else "no status board yet")
+                     + " (bemp status)")
     return "\n".join(lines)
