@@ -122,10 +122,21 @@ CREATE TABLE IF NOT EXISTS agg.daily (variable_id VARCHAR NOT NULL, day DATE NOT
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Session settings every BEMP connection needs, and the schema (idempotent)."""
+    """Session settings every BEMP connection needs, and the schema (idempotent).
+
+    ``BEMP_DUCKDB_MEMORY_LIMIT`` (e.g. ``2GB``) caps DuckDB's memory; beyond it DuckDB spills
+    to its temp directory instead of growing (DuckDB's own default is 80 % of RAM). The primary
+    key index of raw.measurements cannot spill: a merge fails with "could not allocate block"
+    when it no longer fits (measured: 3.5 million new rows do not fit in 300 MB).
+    """
+    import os
+
     from .live import LIVE_DDL
 
     con.execute("SET TimeZone = 'UTC'")
+    limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
+    if limit:
+        con.execute("SET memory_limit = ?", [limit])
     con.execute(DDL + LIVE_DDL)
     return con
 
