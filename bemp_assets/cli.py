@@ -100,6 +100,7 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
             print(f"--select {select!r} matches no asset", file=sys.stderr)
             return 2
     job = defs.resolve_job_def(job_name)
+    failed = []
     for first, last in spans:
         print(f"running {job_name} over {first} .. {last} (one run)")
         result = job.execute_in_process(
@@ -111,15 +112,17 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
         )
         print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
         _report_failed_checks(result)
-        if not result.success:
-            return 1
+        if not result.success:  # go on with the other ranges; report at the end
+            failed.append(f"{first} .. {last} (run {result.run_id})")
+    if failed:
+        print(f"{len(failed)} of {len(spans)} run(s) failed: {'; '.join(failed)}", file=sys.stderr)
     if not refresh_status:
-        return 0
+        return 1 if failed else 0
     status = defs.resolve_job_def(STATUS_JOB).execute_in_process(
         instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     print(f"run {status.run_id} ({STATUS_JOB}): {'success' if status.success else 'FAILED'}")
-    return 0 if status.success else 1
+    return 0 if status.success and not failed else 1
 
 
 @contextmanager
@@ -200,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         if args.with_reference_servers:
             with reference_servers(settings) as (first, last):
-                code = run(settings, args.start, args.end, args.select, refresh_status=False) or \
-                    run(settings, first, last, args.select, job_name="bemp_live")
+                csv_code = run(settings, args.start, args.end, args.select, refresh_status=False)
+                code = run(settings, first, last, args.select, job_name="bemp_live") or csv_code
         else:
             code = run(settings, args.start, args.end, args.select, job_name=args.job)
         from bemp_assets.domain.summary import warehouse_summary

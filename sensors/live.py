@@ -43,8 +43,15 @@ def acknowledged(instance, key: AssetKey) -> datetime | None:
 def poll_request(context: SensorEvaluationContext, source: str, keys: list[AssetKey], client,
                  newest: datetime | None, partitions: TimeWindowPartitionsDefinition, tz: str) -> SensorResult | SkipReason:
     """The sensor body shared by both sources, once the newest source timestamp is known.
-    Without an acknowledged cursor, the first request starts at the source's oldest record."""
-    cursor = min((a for a in (acknowledged(context.instance, k) for k in keys) if a), default=None)
+
+    The cursor only moves forward: it is the larger of the saved cursor and what the latest
+    materialisations acknowledge (a nightly re-poll of older days, or a run that found no rows,
+    acknowledges less and must not pull the cursor back). Without any cursor, the first request
+    starts at the source's oldest record."""
+    acks = [acknowledged(context.instance, k) for k in keys]
+    latest_ack = min(acks) if acks and all(acks) else None
+    saved = pd.Timestamp(context.cursor).to_pydatetime() if context.cursor else None
+    cursor = max((c for c in (saved, latest_ack) if c), default=None)
     if newest is None:
         return SkipReason(f"{source}: the source holds no records")
     if cursor is not None and newest <= cursor:

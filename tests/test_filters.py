@@ -44,9 +44,19 @@ def test_deaccumulate_rollover_is_a_wrap_not_a_reset():
     assert pairs(out) == [(0, 8), (15, 7), (30, 4)]
     assert (stats.wraps, stats.resets) == (1, 0)
     # a drop to the middle of the range is not a plausible wrap: a reset
-    # (a wrap would mean 10000 - 9990 + 6000 = 6010, over half the range)
-    out, stats = deaccumulate(frame([0, 15], [9990, 6000]), DeaccumulateParams(rollover=10000), 900)
-    assert pairs(out) == [(0, 6000)] and (stats.wraps, stats.resets) == (0, 1)
+    # from 3000 to 100: a wrap would mean 10000 - 3000 + 100 = 7100, over half the range: a reset
+    out, stats = deaccumulate(frame([0, 15], [3000, 100]), DeaccumulateParams(rollover=10000), 900)
+    assert pairs(out) == [(0, 100)] and (stats.wraps, stats.resets) == (0, 1)
+
+
+def test_deaccumulate_small_drop_is_a_glitch_not_a_reset():
+    # 101 -> 100.5 is jitter (above 10 % of 101): held at 101, so no 100.5 kWh spike
+    out, stats = deaccumulate(frame([0, 15, 30, 45, 60], [100, 101, 100.5, 100.8, 102]), DeaccumulateParams(), 900)
+    assert pairs(out) == [(0, 1), (15, 0), (30, 0), (45, 1)]
+    assert (stats.glitches, stats.resets) == (1, 0) and out["value"].sum() == 2  # = 102 - 100
+    # a glitch, then a real reset, then climbing again
+    out, stats = deaccumulate(frame([0, 15, 30, 45], [50, 49, 2, 4]), DeaccumulateParams(), 900)
+    assert pairs(out) == [(0, 0), (15, 2), (30, 2)] and (stats.glitches, stats.resets) == (1, 1)
 
 
 def test_deaccumulate_gap_attribute_or_spread():
@@ -86,9 +96,8 @@ def test_real_opsd_counters_keep_their_energy(gap):
     totals = out.groupby("variable_id")["value"].sum()
     for column in counters:
         series = raw[column].dropna().to_numpy()
-        drops = np.diff(series) < 0
-        # total advance corrected for resets: differences, with each reset counting from zero
-        expected = np.where(drops, series[1:], np.diff(series)).sum()
+        assert (np.diff(series) >= 0).all()  # these real counters never drop: the advance is last - first
+        expected = series[-1] - series[0]
         assert totals[column] == pytest.approx(expected, rel=1e-9, abs=1e-9), column
     assert stats.gaps > 0  # the extract has missing hours: they kept their energy
 

@@ -176,3 +176,21 @@ def test_sensor_cursor_advances_only_after_commit(tmp_path, monkeypatch):
         assert launch(again.run_requests[0]).success
         done = tick()
         assert done.run_requests == [] and done.cursor == newest.isoformat()
+
+
+def test_cursor_never_moves_back(tmp_path, monkeypatch):
+    """A later materialisation acknowledging older data (a re-poll) does not pull the cursor back."""
+    from dagster import AssetMaterialization
+
+    folder, rows = small_gateway_folder(tmp_path)
+    newest = max(datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in rows)
+    settings = make_settings(tmp_path / "home")
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("gateway_sensor")
+    with start_server("gateway", folder, token="t") as server, instance_for_test() as instance:
+        monkeypatch.setenv("BEMP_GATEWAY_URL", server.url)
+        monkeypatch.setenv("BEMP_GATEWAY_TOKEN", "t")
+        instance.report_runless_asset_event(AssetMaterialization(
+            asset_key=AssetKey(["raw", "gateway_measurements"]), metadata={"acknowledged_until": "2016-02-14T12:00:00+00:00"}))
+        result = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=newest.isoformat()))
+        assert result.run_requests == [] and result.cursor == newest.isoformat()

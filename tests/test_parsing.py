@@ -85,6 +85,15 @@ def test_autumn_fold_minute_data(con, config, tmp_path):
                                          datetime(2017, 10, 29, 1, 0, tzinfo=UTC), datetime(2017, 10, 29, 1, 1, tzinfo=UTC)]
 
 
+def test_duplicated_line_inside_the_fold_is_a_duplicate_not_winter_time(con, config, tmp_path):
+    # minute data: 02:30 written twice during the first (summer) pass, then 02:31
+    path = write_csv(tmp_path / "folddup.csv", HEADER + 'd1,Tensione,02:30:00 30/10/2016,"230,0"\n'
+                     'd1,Tensione,02:30:00 30/10/2016,"230,0"\nd1,Tensione,02:31:00 30/10/2016,"230,5"\n')
+    parsed = parse(con, config, path)
+    assert [r[1] for r in rows(con)] == [datetime(2016, 10, 30, 0, 30, tzinfo=UTC), datetime(2016, 10, 30, 0, 31, tzinfo=UTC)]
+    assert parsed.rejects["line"].tolist() == [2] and "superseded by line 3" in parsed.rejects.loc[0, "reason"]
+
+
 def test_bad_rows_are_quarantined_with_line_and_reason(con, config, tmp_path):
     path = write_csv(tmp_path / "bad.csv", HEADER +
                      'abc,Potenza attiva,16:30:04 12/10/2020,"12,8900"\n'   # 2 good

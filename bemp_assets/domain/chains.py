@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .filters import FILTERS, DeaccumulateParams, Params
 
 SELECTOR_RANK = {"variable_id": 6, "pattern": 5, "device": 4, "parameter": 3, "category": 2, "kind": 1}
-LIBRARY_VERSION = "1"  # bump when a filter's behaviour changes, so every clean partition shows stale
+LIBRARY_VERSION = "2"  # bump when a filter's behaviour changes, so every clean partition shows stale
 
 
 class ChainError(ValueError):

@@ -129,14 +129,14 @@ def _write_window(con, start: datetime, end: datetime, report: CleanReport) -> N
     """Make clean's window equal ``_clean_new``, rewriting only variables whose rows differ.
 
     A variable's rows are compared by count and an order-independent fingerprint
-    (sum of hash(ts, value, chain_version)); an unchanged variable is not touched at all.
+    (sum of hash(ts, value, chain, chain_version)); an unchanged variable is not touched at all.
     """
     params = {"start": start, "end": end}
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _changed AS
-        WITH old AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain_version)) AS h
+        WITH old AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain, chain_version)) AS h
                      FROM clean.measurements WHERE ts >= $start AND ts < $end GROUP BY ALL),
-             new AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain_version)) AS h
+             new AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain, chain_version)) AS h
                      FROM _clean_new GROUP BY ALL)
         SELECT variable_id FROM old FULL JOIN new USING (variable_id)
         WHERE old.n IS DISTINCT FROM new.n OR old.h IS DISTINCT FROM new.h

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .chains import FilterChain, check_static_conflicts
+from .filters import DEFAULT_RESET_FRACTION
 
 Kind = Literal["instantaneous", "cumulative", "interval", "state"]
 SLUG = r"^[a-z][a-z0-9_]*$"
@@ -175,7 +176,8 @@ class CommissioningConfig(Strict):
     parameters: dict[str, RuleSettings] = Field(default_factory=dict)
     sources: dict[str, RuleSettings] = Field(default_factory=dict)
     variables: dict[str, RuleSettings] = Field(default_factory=dict)
-    reset_fraction: float = Field(0.1, ge=0, lt=1, description="a counter drop to below this share of the previous reading is a reset")
+    reset_fraction: float = Field(DEFAULT_RESET_FRACTION, ge=0, lt=1,
+                                  description="a counter drop to below this share of the previous reading is a reset")
     expected_variables: list[str] = Field(default_factory=list, description="sensors that must report (black when never seen)")
     as_of: datetime | None = Field(None, description="evaluate freshness and status at this instant instead of now")
 

@@ -16,6 +16,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 COLUMNS = ["variable_id", "ts", "value"]
+# a counter drop below this share of the previous reading is a reset (shared with commissioning)
+DEFAULT_RESET_FRACTION = 0.1
 
 
 @dataclass
@@ -31,6 +33,7 @@ class FilterStats:
     removed: int = 0
     resets: int = 0
     wraps: int = 0
+    glitches: int = 0
     gaps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,6 +134,9 @@ class DeaccumulateParams(Params):
     reset: Literal["from_zero", "discard"] = Field(
         "from_zero", description="after a drop that is not a wrap: count the new reading from zero, or drop that interval's energy")
     rollover: float | None = Field(None, gt=0, description="counter maximum; a drop that fits a wrap is a wrap, not a reset")
+    reset_fraction: float = Field(
+        DEFAULT_RESET_FRACTION, ge=0, lt=1,
+        description="a drop below this share of the previous reading is a reset; a smaller drop is a glitch, held")
     gap: Literal["attribute", "spread"] = Field(
         "attribute", description="energy over missing intervals: all in the interval where it appears, or spread evenly")
     gap_factor: float = Field(1.5, gt=1, description="a step longer than this many expected intervals is a gap")
@@ -183,9 +189,11 @@ def deaccumulate(frame: pd.DataFrame, params: DeaccumulateParams, interval_s: pd
 
     The advance between readings t[i-1] and t[i] belongs to the interval that ends at t[i]
     (label ``t[i] - step``). A drop is a wrap when ``rollover`` is set and the wrapped advance
-    ``rollover - previous + current`` is under half the range; otherwise a reset, after which
-    the reading counts from zero (``reset: from_zero``) or the interval is dropped
-    (``discard``, counted). Over a gap of k expected intervals the advance goes to the last
+    ``rollover - previous + current`` is under half the range; a reset when the reading falls
+    below ``reset_fraction`` of the previous one (meter swap, counter cleared), after which the
+    reading counts from zero (``reset: from_zero``) or the interval is dropped (``discard``,
+    counted); any other drop is a glitch (jitter, rounding): the counter is held at its highest
+    reading until it climbs past it, so a glitch never becomes a spike. Over a gap of k expected intervals the advance goes to the last
     interval (``attribute``) or 1/k to each (``spread``); it is never dropped. So the output
     sums to the counter's total advance, corrected for resets and wraps.
     """
@@ -201,11 +209,18 @@ def deaccumulate(frame: pd.DataFrame, params: DeaccumulateParams, interval_s: pd
     delta = value - prev
     drop = has_prev & (delta < 0)
     wrap = np.zeros(len(f), dtype=bool)
+    wrapped = np.zeros(len(f))
     if params.rollover is not None:
         wrapped = params.rollover - prev + value
         wrap = drop & (wrapped >= 0) & (wrapped < params.rollover / 2)
-        delta = np.where(wrap, wrapped, delta)
-    reset = drop & ~wrap
+    reset = drop & ~wrap & (value < params.reset_fraction * prev)
+    glitch = drop & ~wrap & ~reset
+    if glitch.any():  # hold the highest reading within each stretch between resets and wraps
+        held = pd.Series(value).groupby(np.cumsum(first_row | reset | wrap)).cummax().to_numpy()
+        held_prev = np.empty(len(f))
+        held_prev[1:] = held[:-1]
+        delta = held - np.where(first_row, np.nan, held_prev)
+    delta = np.where(wrap, wrapped, delta)
     delta = np.where(reset, value if params.reset == "from_zero" else np.nan, delta)
     step = _per_row(f, interval_s, codes, uniques)
     span = (f["ts"] - previous_ts).dt.total_seconds().to_numpy()
@@ -228,7 +243,7 @@ def deaccumulate(frame: pd.DataFrame, params: DeaccumulateParams, interval_s: pd
         "ts": pd.DatetimeIndex(labels).tz_localize("UTC") if tz is not None else pd.DatetimeIndex(labels),
         "value": delta[index] / parts[index],
     })
-    stats.resets, stats.wraps, stats.gaps = int(reset.sum()), int(wrap.sum()), int(gap.sum())
+    stats.resets, stats.wraps, stats.gaps, stats.glitches = int(reset.sum()), int(wrap.sum()), int(gap.sum()), int(glitch.sum())
     stats.removed = int((reset & np.isnan(delta)).sum())
     stats.rows_out = len(out)
     return out, stats

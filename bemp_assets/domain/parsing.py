@@ -267,7 +267,7 @@ def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig,
         local = f"{prefix}_local"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {local} AS "
                     f"SELECT rid, min(series) AS series, local_ts FROM {rows} WHERE reason IS NULL GROUP BY rid, local_ts")
-    localize(con, local, tz, f"{prefix}_tz")
+    localize(con, local, tz, f"{prefix}_tz", source.expected_interval)
     line_join, line = reader.line_join("r")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {prefix}_all AS

@@ -8,6 +8,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .warehouse import transaction
+
 STATUS_COLUMNS = ["level", "device", "variable_id", "source", "status", "first_seen", "last_seen",
                   "completeness_7d", "freshness_s", "as_of"]
 
@@ -63,10 +65,9 @@ def installation_status(con: duckdb.DuckDBPyConnection, as_of: datetime, expecte
 def write_status(con: duckdb.DuckDBPyConnection, board: pd.DataFrame) -> None:
     """Replace ops.installation_status with ``board`` (one snapshot: the latest)."""
     con.register("_board", board)
-    con.execute("BEGIN TRANSACTION")
-    con.execute("DELETE FROM ops.installation_status")
-    con.execute(f"INSERT INTO ops.installation_status SELECT {', '.join(STATUS_COLUMNS)} FROM _board")
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute("DELETE FROM ops.installation_status")
+        con.execute(f"INSERT INTO ops.installation_status SELECT {', '.join(STATUS_COLUMNS)} FROM _board")
     con.unregister("_board")
 
 

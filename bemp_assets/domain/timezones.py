@@ -1,9 +1,11 @@
 """Local wall-clock time -> UTC, with the two DST cases handled explicitly.
 
 * Autumn fold: a local hour happens twice. Readings are taken in file order per series; the
-  first pass through the repeated hour is summer time, a reading whose local time is not later
-  than one already seen in that hour of that series is winter time. So the repeated hour
-  neither collapses onto one instant nor fails.
+  first pass through the repeated hour is summer time. Once the series has reached the last
+  expected sample of that hour (``hour + 3600 - interval``), a reading whose local time is not
+  later than one already seen is the second pass, winter time. So the repeated hour neither
+  collapses onto one instant nor fails, and a duplicated line inside the first pass stays a
+  duplicate (rejected as such) instead of inventing a winter-time reading.
 * Spring gap: a local hour does not exist. A reading stamped inside it is impossible and is
   rejected with that reason; nothing is invented for the missing hour.
 
@@ -42,7 +44,7 @@ def local_time_map(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str)
     con.unregister(f"{out}_df")
 
 
-def localize(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str) -> None:
+def localize(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str, interval_s: int = 60) -> None:
     """Create temp table ``out``(rid, ts, nonexistent) for rows of ``rows``(rid, series, local_ts).
 
     ``ts`` is the UTC instant (TIMESTAMPTZ); rows whose local time falls in the spring gap get
@@ -53,13 +55,17 @@ def localize(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str) -> No
         CREATE OR REPLACE TEMP TABLE {out} AS
         WITH second_pass AS (
             -- only rows inside a repeated (autumn) hour go through the window
-            SELECT r.rid,
-                   r.local_ts <= max(r.local_ts) OVER (
-                       PARTITION BY r.series, date_trunc('hour', r.local_ts)
-                       ORDER BY r.rid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-                   ) AS is_second
-            FROM {rows} r JOIN {out}_map m USING (local_ts)
-            WHERE m.ambiguous
+            SELECT rid, local_ts <= seen AND seen >= date_trunc('hour', local_ts) + to_seconds(3600 - {int(interval_s)})
+                   AS is_second
+            FROM (
+                SELECT r.rid, r.local_ts,
+                       max(r.local_ts) OVER (
+                           PARTITION BY r.series, date_trunc('hour', r.local_ts)
+                           ORDER BY r.rid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+                       ) AS seen
+                FROM {rows} r JOIN {out}_map m USING (local_ts)
+                WHERE m.ambiguous
+            )
         )
         SELECT r.rid,
                CASE WHEN coalesce(s.is_second, false) THEN m.utc_second ELSE m.utc_first END AS ts,
