@@ -145,52 +145,53 @@ def test_unregistered_gateway_and_malformed_record(tmp_path, monkeypatch):
         assert not evaluation.passed and evaluation.metadata["unregistered"].value == ["GW-XX-9999"]
 
 
-def test_sensor_cursor_advances_only_after_commit(tmp_path, monkeypatch):
+@pytest.fixture
+def polled(tmp_path, monkeypatch):
+    """A small gateway server with the env pointing at it, fresh definitions and instance:
+    (server, definitions, instance, newest record time)."""
     folder, rows = small_gateway_folder(tmp_path)
     newest = max(datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in rows)
-    settings = make_settings(tmp_path / "home")
-    defs = build_definitions(settings)
-    sensor = defs.resolve_sensor_def("gateway_sensor")
-    job = defs.resolve_job_def("bemp_live")
+    defs = build_definitions(make_settings(tmp_path / "home"))
     with start_server("gateway", folder, token="t") as server, instance_for_test() as instance:
         monkeypatch.setenv("BEMP_GATEWAY_URL", server.url)
         monkeypatch.setenv("BEMP_GATEWAY_TOKEN", "t")
-
-        def tick():
-            return sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
-
-        def launch(request):
-            return job.execute_in_process(instance=instance, asset_selection=request.asset_selection,
-                                          tags=request.tags, raise_on_error=False)
-
-        first = tick()
-        assert len(first.run_requests) == 1 and first.cursor is None
-        request = first.run_requests[0]
-        # from the oldest record served (2016-02-13 23:00Z = 14 Feb in Rome) to the newest
-        assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-02-14", "2016-02-16")
-        server.set_faults(truncate_next=100)
-        assert not launch(request).success
-        server.reset_faults()
-        again = tick()  # nothing was committed: the same days are requested again
-        assert [r.tags for r in again.run_requests] == [request.tags] and again.cursor is None
-        assert launch(again.run_requests[0]).success
-        done = tick()
-        assert done.run_requests == [] and done.cursor == newest.isoformat()
+        yield server, defs, instance, newest
 
 
-def test_cursor_never_moves_back(tmp_path, monkeypatch):
+def test_sensor_cursor_advances_only_after_commit(polled):
+    server, defs, instance, newest = polled
+    sensor = defs.resolve_sensor_def("gateway_sensor")
+    job = defs.resolve_job_def("bemp_live")
+
+    def tick():
+        return sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+
+    def launch(request):
+        return job.execute_in_process(instance=instance, asset_selection=request.asset_selection,
+                                      tags=request.tags, raise_on_error=False)
+
+    first = tick()
+    assert len(first.run_requests) == 1 and first.cursor is None
+    request = first.run_requests[0]
+    # from the oldest record served (2016-02-13 23:00Z = 14 Feb in Rome) to the newest
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-02-14", "2016-02-16")
+    server.set_faults(truncate_next=100)
+    assert not launch(request).success
+    server.reset_faults()
+    again = tick()  # nothing was committed: the same days are requested again
+    assert [r.tags for r in again.run_requests] == [request.tags] and again.cursor is None
+    assert launch(again.run_requests[0]).success
+    done = tick()
+    assert done.run_requests == [] and done.cursor == newest.isoformat()
+
+
+def test_cursor_never_moves_back(polled):
     """A later materialisation acknowledging older data (a re-poll) does not pull the cursor back."""
     from dagster import AssetMaterialization
 
-    folder, rows = small_gateway_folder(tmp_path)
-    newest = max(datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in rows)
-    settings = make_settings(tmp_path / "home")
-    defs = build_definitions(settings)
+    _, defs, instance, newest = polled
     sensor = defs.resolve_sensor_def("gateway_sensor")
-    with start_server("gateway", folder, token="t") as server, instance_for_test() as instance:
-        monkeypatch.setenv("BEMP_GATEWAY_URL", server.url)
-        monkeypatch.setenv("BEMP_GATEWAY_TOKEN", "t")
-        instance.report_runless_asset_event(AssetMaterialization(
-            asset_key=AssetKey(["raw", "gateway_measurements"]), metadata={"acknowledged_until": "2016-02-14T12:00:00+00:00"}))
-        result = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=newest.isoformat()))
-        assert result.run_requests == [] and result.cursor == newest.isoformat()
+    instance.report_runless_asset_event(AssetMaterialization(
+        asset_key=AssetKey(["raw", "gateway_measurements"]), metadata={"acknowledged_until": "2016-02-14T12:00:00+00:00"}))
+    result = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=newest.isoformat()))
+    assert result.run_requests == [] and result.cursor == newest.isoformat()
