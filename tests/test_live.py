@@ -13,6 +13,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from bemp_assets.cli import run
 from bemp_assets.definitions import build_definitions
+from bemp_assets.domain.config import load_config
 from bemp_assets.refservers import start_server
 
 from .conftest import SAMPLE, make_settings
@@ -79,6 +80,11 @@ def test_ingest_repoll_and_faults(servers, tmp_path):
         with duckdb.connect(str(settings.warehouse), read_only=True) as con:
             hourly = con.execute("SELECT count(*) FROM agg.hourly WHERE variable_id LIKE 'GW-BE-%'").fetchone()[0]
         assert hourly == 48 * 20  # 20 gateway channels x 48 hours, none missing
+        # the registry's sensor ids and the ingested variable ids are built the same way
+        with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+            ingested = {v for (v,) in con.execute("SELECT variable_id FROM meta.variables WHERE source = 'gateway'").fetchall()}
+        registered = {v for v in load_config(settings.config_dir).expected_variables() if not v.startswith("GW-BE-0010")}
+        assert ingested == registered and len(ingested) == 20
 
         # re-polling the same window adds nothing
         assert live(settings, instance) == 0
