@@ -87,6 +87,15 @@ def test_deaccumulated_day_equals_counter_difference(pipeline, day):
     assert hours == (25 if day == "2016-10-30" else 24)
 
 
+@pytest.mark.parametrize("day, samples", [("2018-03-25", 92), ("2018-10-28", 100), ("2018-06-01", 96)])
+def test_daily_coverage_counts_the_local_day_length(pipeline, day, samples):
+    """Rome days of 23, 25 and 24 hours, every 15-minute interval present: coverage 1."""
+    settings, _ = pipeline
+    n, coverage = query(settings, "SELECT n, coverage FROM agg.daily WHERE variable_id = 'daewoo_gwangyang.active_energy' AND day = ?",
+                        [day])[0]
+    assert (n, coverage) == (samples, 1.0)
+
+
 def test_layers_metadata_and_no_duplicates(pipeline):
     settings, instance = pipeline
     assert query(settings, "SELECT count(*) - count(DISTINCT (variable_id, ts)) FROM clean.measurements")[0][0] == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .transform import LOCAL_DAY_SECONDS
 from .warehouse import transaction
 
 STATUS_COLUMNS = ["level", "device", "variable_id", "source", "status", "first_seen", "last_seen",
@@ -90,12 +91,14 @@ def _stamp(value) -> str:
 
 
 def coverage_matrix(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, tz: str) -> pd.DataFrame:
-    """variable x site-local day: samples present / samples expected for a full day (0..1)."""
-    frame = con.execute("""
-        SELECT m.variable_id, timezone($tz, m.ts)::DATE AS day,
-               least(1.0, count(*) * any_value(v.expected_interval_s) / 86400.0) AS coverage
-        FROM raw.measurements m JOIN meta.variables v USING (variable_id)
-        WHERE m.ts >= $start AND m.ts < $end GROUP BY ALL
+    """variable x site-local day: samples present / samples expected in that local day (0..1;
+    a 23-hour DST day with every sample is 1)."""
+    frame = con.execute(f"""
+        SELECT variable_id, bucket AS day, least(1.0, n * interval_s / {LOCAL_DAY_SECONDS}) AS coverage
+        FROM (SELECT m.variable_id, timezone($tz, m.ts)::DATE AS bucket, count(*) AS n,
+                     any_value(v.expected_interval_s) AS interval_s
+              FROM raw.measurements m JOIN meta.variables v USING (variable_id)
+              WHERE m.ts >= $start AND m.ts < $end GROUP BY ALL)
     """, {"start": start, "end": end, "tz": tz}).df()
     days = pd.date_range(pd.Timestamp(start).tz_convert(tz).date(), pd.Timestamp(end).tz_convert(tz).date(),
                          freq="D", inclusive="left").date

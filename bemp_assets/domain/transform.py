@@ -17,23 +17,31 @@ PROFILE = """profile AS (
 )"""
 
 
-def _rebuild_aggregate(con: duckdb.DuckDBPyConnection, table: str, bucket: str, bucket_seconds: int,
+# seconds in the site-local day ``bucket`` (a DATE): 82,800 or 90,000 on DST days
+LOCAL_DAY_SECONDS = "(epoch(timezone($tz, (bucket + 1)::TIMESTAMP)) - epoch(timezone($tz, bucket::TIMESTAMP)))"
+
+
+def _rebuild_aggregate(con: duckdb.DuckDBPyConnection, table: str, bucket: str, bucket_seconds: str,
                        keep: str, params: dict) -> dict[str, int]:
     """Replace ``table`` rows whose bucket lies in the window with fresh aggregates of clean,
-    in one transaction. ``bucket`` is the SQL of a row's bucket, ``keep`` the bucket filter."""
+    in one transaction. ``bucket`` is the SQL of a row's bucket, ``bucket_seconds`` of its
+    length, ``keep`` the bucket filter."""
     with transaction(con):
         deleted = con.execute(f"DELETE FROM {table} WHERE {keep}", params).fetchone()[0]
         inserted = con.execute(f"""
             INSERT INTO {table}
-            WITH {PROFILE}
-            SELECT c.variable_id, {bucket} AS bucket,
-                   avg(c.value), min(c.value), max(c.value),
-                   CASE WHEN any_value(p.kind) = 'interval' THEN sum(c.value) END,
-                   count(*),
-                   least(1.0, count(*) * any_value(p.interval_s) / {bucket_seconds}.0)
-            FROM clean.measurements c JOIN profile p USING (variable_id)
-            WHERE c.ts >= $start AND c.ts < $end
-            GROUP BY c.variable_id, bucket
+            WITH {PROFILE},
+            stats AS (
+                SELECT c.variable_id, {bucket} AS bucket,
+                       avg(c.value) AS mean, min(c.value) AS lo, max(c.value) AS hi,
+                       CASE WHEN any_value(p.kind) = 'interval' THEN sum(c.value) END AS total,
+                       count(*) AS n, any_value(p.interval_s) AS interval_s
+                FROM clean.measurements c JOIN profile p USING (variable_id)
+                WHERE c.ts >= $start AND c.ts < $end
+                GROUP BY c.variable_id, bucket
+            )
+            SELECT variable_id, bucket, mean, lo, hi, total, n, least(1.0, n * interval_s / {bucket_seconds})
+            FROM stats
         """, params).fetchone()[0]
     return {"deleted": int(deleted), "rows": int(inserted)}
 
@@ -46,16 +54,16 @@ def rebuild_hourly(con: duckdb.DuckDBPyConnection, start: datetime, end: datetim
     interval energy only (summing power or temperature means nothing). ``coverage`` is samples
     present over samples expected in the hour, capped at 1. Hours with no sample have no row.
     """
-    return _rebuild_aggregate(con, "agg.hourly", "time_bucket(INTERVAL 1 HOUR, c.ts)", 3600,
+    return _rebuild_aggregate(con, "agg.hourly", "time_bucket(INTERVAL 1 HOUR, c.ts)", "3600.0",
                               "hour >= $start AND hour < $end", {"start": start, "end": end})
 
 
 def rebuild_daily(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, tz: str) -> dict[str, int]:
     """Replace agg.daily for the site-local days in [start, end) from clean (one transaction).
 
-    ``coverage`` is clean samples over samples expected in a full day; ``sum`` only for interval
-    energy. Days are those of the partitions (site time zone), so 23 or 25 hours at DST changes.
+    ``coverage`` is clean samples over samples expected in that local day (23, 24 or 25 hours);
+    ``sum`` only for interval energy. Days are those of the partitions (site time zone).
     """
-    return _rebuild_aggregate(con, "agg.daily", "timezone($tz, c.ts)::DATE", 86400,
+    return _rebuild_aggregate(con, "agg.daily", "timezone($tz, c.ts)::DATE", LOCAL_DAY_SECONDS,
                               "day >= timezone($tz, $start)::DATE AND day < timezone($tz, $end)::DATE",
                               {"start": start, "end": end, "tz": tz})
