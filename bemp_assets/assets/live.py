@@ -68,11 +68,12 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
             parsed = as_parsed(con, batch, GATEWAY_ENDPOINT, "stage_gateway")
-            report = ingest(con, Source, settings.timezone, [parsed], (start, end), now)
+            merged = {}
+            gateway_rows = batch.rows.drop(columns="variable_id").assign(fetched_at=now)
+            report = ingest(con, Source, settings.timezone, [parsed], (start, end), now,
+                            also=lambda c: merged.update(merge_records(c, "raw.gateway_measurements", ["sn", "channel", "ts"],
+                                                                       gateway_rows)))
             con.execute("DROP TABLE IF EXISTS stage_gateway")
-            with transaction(con):
-                merged = merge_records(con, "raw.gateway_measurements", ["sn", "channel", "ts"],
-                                       batch.rows.drop(columns="variable_id").assign(fetched_at=now))
             variables = sorted(batch.rows["variable_id"].unique())
             rule_results = evaluate_rules(context, con, config, SOURCE_RULES, start, end, variables)
             metadata = table_metadata(con, "raw.gateway_measurements", "ts", start, end, order_by=["sn", "channel"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import duckdb
 import pandas as pd
@@ -220,7 +220,8 @@ def _first_line(p: ParsedFile) -> str:
 
 
 def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[ParsedFile],
-           window: tuple[datetime, datetime], now: datetime) -> IngestReport:
+           window: tuple[datetime, datetime], now: datetime,
+           also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> IngestReport:
     """Merge parsed files (oldest first) of one source into raw, for readings inside ``window``.
 
     Rule for a key present in several files: the newest file (last in ``parsed``) wins.
@@ -283,6 +284,8 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
                     ANTI JOIN raw.measurements USING (variable_id, ts)
                 """, [now])
             con.execute("DROP TABLE _batch")
+        if also is not None:  # a source's own table, committed together with raw (or not at all)
+            also(con)
     return report
 
 
