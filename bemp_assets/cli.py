@@ -257,8 +257,8 @@ def status(settings: Settings, as_of: str | None) -> int:
         if as_of:
             config = load_config(settings.config_dir)
             register_rules(con, config)
-            board = installation_status(con, pd.Timestamp(as_of, tz="UTC") if pd.Timestamp(as_of).tz is None
-                                        else pd.Timestamp(as_of), config.expected_variables())
+            at = pd.Timestamp(as_of)
+            board = installation_status(con, at.tz_localize("UTC") if at.tz is None else at, config.expected_variables())
         else:
             board = con.execute("SELECT * FROM ops.installation_status").df()
     stamp = board["as_of"].iloc[0] if len(board) else "-"

@@ -261,13 +261,19 @@ def machine() -> str:
             f"duckdb {duckdb.__version__}, pandas {pd.__version__}, numpy {np.__version__}")
 
 
-def main_run(args) -> None:
+def prepared_csv(args) -> tuple[Path, int]:
+    """Generate the benchmark export, print its size and the machine: (path, data rows)."""
     csv = OUT / f"reach_{args.variables}x{args.days}.csv"
     t = time.perf_counter()
     rows = generate(csv, args.variables, args.days)
     print(f"generated {csv} ({rows:,} rows, {csv.stat().st_size / 2 ** 20:.0f} MiB) "
           f"in {time.perf_counter() - t:.1f}s")
     print(machine())
+    return csv, rows
+
+
+def main_run(args) -> None:
+    csv, rows = prepared_csv(args)
     best: dict[str, dict] = {}
     peaks: dict[str, float] = {}
     for i in range(args.repeat):
@@ -366,12 +372,7 @@ def filters_alone(db: Path, tolerances: list[float], repeat: int) -> list[tuple[
 
 
 def chain_all_run(args) -> None:
-    csv = OUT / f"reach_{args.variables}x{args.days}.csv"
-    t = time.perf_counter()
-    rows = generate(csv, args.variables, args.days)
-    print(f"generated {csv} ({rows:,} rows, {csv.stat().st_size / 2 ** 20:.0f} MiB) "
-          f"in {time.perf_counter() - t:.1f}s")
-    print(machine())
+    csv, rows = prepared_csv(args)
     for chain in all_filter_chains(args.tolerances[-1]):
         print(f"  chain {chain.name}: " + " -> ".join(f"{n} {p.model_dump()}" for n, p in chain.steps))
     paths = {"baseline": lambda: run_baseline(csv, OUT / "baseline.duckdb")}

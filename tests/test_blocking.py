@@ -1,5 +1,4 @@
 """A failing blocking commissioning check stops its downstream asset in a real materialize."""
-import shutil
 
 from dagster import AssetKey, asset, instance_for_test, materialize
 

@@ -3,7 +3,6 @@ and DuckDB file. Expected counts come from the servers' data files, read here wi
 import csv
 import gzip
 import os
-import shutil
 from datetime import datetime, timezone
 
 import duckdb

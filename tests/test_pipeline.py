@@ -5,7 +5,6 @@ independently of the project's DuckDB SQL.
 """
 import csv
 import os
-import shutil
 import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo

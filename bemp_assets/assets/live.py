@@ -24,7 +24,7 @@ from dagster import (
 from bemp_assets.checks import evaluate_rules, specs
 from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.live import CHARGER_STATUS, CHARGES, TRIPS, Table, as_parsed, gateway_batch, ipanel_batch, merge_records
-from bemp_assets.domain.warehouse import ingest, transaction
+from bemp_assets.domain.warehouse import ingest, store_rejects, transaction
 from resources import GatewayClient, IPanelClient, WarehouseResource
 
 from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
@@ -105,11 +105,7 @@ def build_ipanel_asset(name: str, table: Table, fetch_name: str, partitions: Par
         now = datetime.now(timezone.utc)
         with warehouse.session() as con, transaction(con):
             merged = merge_records(con, table.name, list(table.key), batch.rows.assign(fetched_at=now))
-            if len(batch.rejects):
-                con.register("_rejects", batch.rejects)
-                con.execute("""INSERT INTO raw.rejects SELECT 'ipanel', ?, file_sha256, line, field, raw_text, reason, ?
-                               FROM _rejects ON CONFLICT DO NOTHING""", [f"ipanel:{name}", now])
-                con.unregister("_rejects")
+            store_rejects(con, "ipanel", batch.rejects.assign(source_file=f"ipanel:{name}"), now)
         with warehouse.session() as con:
             metadata = table_metadata(con, table.name, f'"{table.time_field}"', start, end, order_by=list(table.key))
         return MaterializeResult(metadata={

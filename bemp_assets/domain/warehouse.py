@@ -202,6 +202,14 @@ def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: da
     if not frames:
         return 0, 0
     rejects = pd.concat(frames, ignore_index=True)
+    return len(rejects), store_rejects(con, source_name, rejects, now)
+
+
+def store_rejects(con, source_name: str, rejects: pd.DataFrame, now: datetime) -> int:
+    """Append ``rejects`` (source_file, file_sha256, line, field, raw_text, reason) to
+    raw.rejects; a reject already stored is skipped. Returns the rows actually inserted."""
+    if not len(rejects):
+        return 0
     con.register("_new_rejects", rejects)
     # the statement's count is the rows actually inserted (conflicts skipped): no before/after
     # count(*), whose half-fetched result DuckDB 2 refuses to register a frame after
@@ -211,7 +219,7 @@ def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: da
         ON CONFLICT DO NOTHING
     """, [source_name, now]).fetchall()[0][0]
     con.unregister("_new_rejects")
-    return len(rejects), int(inserted)
+    return int(inserted)
 
 
 def _first_line(p: ParsedFile) -> str:

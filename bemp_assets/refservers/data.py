@@ -47,7 +47,7 @@ def read_csv_records(path: Path, columns: list[str], time_column: str) -> pd.Dat
     """One CSV (optionally gzip, leading '#' comment lines skipped) with at least ``columns``."""
     with _open(path) as handle:
         comments = 0
-        while (line := handle.readline()).startswith("#"):
+        while handle.readline().startswith("#"):
             comments += 1
         handle.seek(0)
         frame = pd.read_csv(handle, dtype=str, keep_default_na=False, skiprows=comments)
