@@ -17,9 +17,13 @@ import filecmp
 import shutil
 import sys
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from bemp_assets.domain.settings import Settings
+
+
+class CliError(Exception):
+    """A mistake in the command line: printed as one line, exit code 2."""
 
 
 def _settings() -> Settings:
@@ -56,73 +60,138 @@ def inbox_day_spans(settings: Settings, config) -> list[tuple[date, date]]:
 
 def run(settings: Settings, start: str | None, end: str | None, select: str | None, instance=None,
         job_name: str | None = None, refresh_status: bool = True) -> int:
-    """Execute a partitioned job in this process, one run per range of days, then refresh the
-    ops snapshots. Without dates, the ranges are those the inbox files hold (CSV pipeline).
+    """Launch a partitioned job of the ``bemp`` code location, one run per range of days, each
+    executed in this process; then refresh the ops snapshots. Without dates, the ranges are
+    those the inbox files hold (CSV pipeline).
 
-    ``instance`` defaults to the one DAGSTER_HOME points at, so the runs show in `make dev`.
+    ``instance`` defaults to the one DAGSTER_HOME points at, so the runs show in `make dev`,
+    with their code location, in the timeline. Runs whose process died are failed first, so
+    their pool slots no longer block this one.
     """
-    from dagster import AssetSelection, DagsterInstance
+    from dagster import DagsterInstance
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from bemp_assets.definitions import build_definitions
-    from bemp_assets.domain.config import load_config
     from bemp_assets.jobs import PIPELINE_JOB, STATUS_JOB
+    from bemp_assets.launch import code_location, create_run, execute
+    from bemp_assets.runs import reap_dead_runs
+
+    job_name = job_name or PIPELINE_JOB
+    spans = _run_spans(settings, start, end, job_name)
+    instance = instance or DagsterInstance.get()
+    for reaped in reap_dead_runs(instance):
+        print(f"run {reaped.run_id} ({reaped.job_name}) marked failed: {reaped.reason}; its pool slot is free")
+    failed = []
+    with settings_env(settings), code_location(instance) as location:
+        selection = _resolve_selection(location, select)
+        for first, last in spans:
+            print(f"running {job_name} over {first} .. {last} (one run)")
+            created = create_run(instance, location, job_name,
+                                 {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                                 {}, selection)
+            ended = execute(instance, created)
+            print(f"run {ended.run_id}: {ended.status.value}")
+            _report_failed_checks(instance, ended.run_id)
+            if ended.status.value == "CANCELED":
+                return 130
+            if not ended.is_success:  # go on with the other ranges; report at the end
+                failed.append(f"{first} .. {last} (run {ended.run_id})")
+        if failed:
+            print(f"{len(failed)} of {len(spans)} run(s) failed: {'; '.join(failed)}", file=sys.stderr)
+        if not refresh_status:
+            return 1 if failed else 0
+        status = execute(instance, create_run(instance, location, STATUS_JOB, {}, {}))
+    print(f"run {status.run_id} ({STATUS_JOB}): {status.status.value}")
+    return 0 if status.is_success and not failed else 1
+
+
+@contextmanager
+def settings_env(settings: Settings):
+    """This process's BEMP_* variables set to ``settings`` while a code location loads and
+    runs (the definitions module reads them), restored afterwards."""
+    import os
+
+    saved = {key: os.environ.get(key) for key in settings.to_env()}
+    os.environ.update(settings.to_env())
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run_spans(settings: Settings, start: str | None, end: str | None, job_name: str) -> list[tuple[str, str]]:
+    """The partition ranges to run; a CliError says why there are none."""
+    from bemp_assets.domain.config import load_config
+    from bemp_assets.jobs import PIPELINE_JOB
     from bemp_assets.partitions import daily_partitions
     from sensors.inbox import clip_days
 
-    job_name = job_name or PIPELINE_JOB
     if job_name != PIPELINE_JOB and not (start and end):
-        print(f"--job {job_name}: give --start and --end (the inbox only dates CSV files)", file=sys.stderr)
-        return 2
+        raise CliError(f"--job {job_name}: give --start and --end (the inbox only dates CSV files)")
     config = load_config(settings.config_dir)
     partitions = daily_partitions(config.site)
-    try:
-        wanted = ([(date.fromisoformat(start), date.fromisoformat(end))] if start and end
-                  else [(date.fromisoformat(start) if start else a, date.fromisoformat(end) if end else b)
-                        for a, b in inbox_day_spans(settings, config)])
-    except ValueError as exc:
-        print(f"--start/--end: expected YYYY-MM-DD ({exc})", file=sys.stderr)
-        return 2
+    first_day, last_day = _parse_day("--start", start), _parse_day("--end", end)
+    if first_day and last_day and first_day > last_day:
+        raise CliError(f"--start {start} is after --end {end}")
+    wanted = ([(first_day, last_day)] if first_day and last_day
+              else [(first_day or a, last_day or b) for a, b in inbox_day_spans(settings, config)])
     if not wanted:
-        print(f"no readable CSV in {settings.inbox}; give --start and --end or drop files there", file=sys.stderr)
-        return 2
+        raise CliError(f"no readable CSV in {settings.inbox}; give --start and --end or drop files there")
     spans = [span for first, last in wanted if (span := clip_days(partitions, first, last))]
     if not spans:
         keys = partitions.get_partition_keys()
-        print(f"no partitions in {wanted[0][0]} .. {wanted[-1][1]}; partitions run {keys[0]} .. {keys[-1]}", file=sys.stderr)
-        return 2
-    defs = build_definitions(settings)
-    instance = instance or DagsterInstance.get()
-    selection = None
-    if select:
-        selection = list(AssetSelection.from_string(select).resolve(defs.resolve_asset_graph()))
-        if not selection:
-            print(f"--select {select!r} matches no asset", file=sys.stderr)
-            return 2
-    job = defs.resolve_job_def(job_name)
-    failed = []
-    for first, last in spans:
-        print(f"running {job_name} over {first} .. {last} (one run)")
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=selection,
-            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
-        )
-        print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
-        _report_failed_checks(result)
-        if not result.success:  # go on with the other ranges; report at the end
-            failed.append(f"{first} .. {last} (run {result.run_id})")
-    if failed:
-        print(f"{len(failed)} of {len(spans)} run(s) failed: {'; '.join(failed)}", file=sys.stderr)
-    if not refresh_status:
-        return 1 if failed else 0
-    status = defs.resolve_job_def(STATUS_JOB).execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-    print(f"run {status.run_id} ({STATUS_JOB}): {'success' if status.success else 'FAILED'}")
-    return 0 if status.success and not failed else 1
+        raise CliError(f"no partitions in {wanted[0][0]} .. {wanted[-1][1]}; partitions run {keys[0]} .. {keys[-1]}")
+    return spans
+
+
+def _parse_day(flag: str, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{flag} {text!r}: expected a day as YYYY-MM-DD, e.g. 2018-03-01") from None
+
+
+SELECTION_PREFIXES = ["key", "group", "tag", "kind", "owner", "code_location", "status", "column", "table_name"]
+
+
+def _resolve_selection(location, select: str | None):
+    """Asset keys of a Dagster selection string; a CliError suggests the closest valid one."""
+    if not select:
+        return None
+    from dagster import AssetSelection
+
+    graph = location.get_repository("__repository__").asset_graph
+    try:
+        keys = list(AssetSelection.from_string(select).resolve(graph))
+    except Exception:  # the grammar's own error names only the string: suggest instead
+        raise CliError(f"--select {select!r}: not a valid selection{_suggest_selection(select, graph)}; "
+                       f"e.g. 'group:raw' or 'key:clean/measurements+'") from None
+    if not keys:
+        raise CliError(f"--select {select!r} matches no asset{_suggest_selection(select, graph)}")
+    return keys
+
+
+def _suggest_selection(select: str, graph) -> str:
+    """', did you mean ...?' for the closest prefix, group or asset key, or ''."""
+    import difflib
+
+    prefix, _, value = select.strip().rstrip("+*").lstrip("+*").partition(":")
+    if not value:
+        return ""
+    candidates = {
+        "group": sorted({n.group_name for n in graph.asset_nodes if n.group_name}),
+        "key": sorted(n.key.to_user_string() for n in graph.asset_nodes),
+    }
+    if prefix not in SELECTION_PREFIXES:
+        close = difflib.get_close_matches(prefix, SELECTION_PREFIXES, n=1)
+        return f", did you mean '{close[0]}:{value}'?" if close else ""
+    close = difflib.get_close_matches(value.strip('"'), candidates.get(prefix, []), n=1, cutoff=0.5)
+    return f", did you mean '{prefix}:{close[0]}'?" if close else ""
 
 
 @contextmanager
@@ -160,19 +229,19 @@ def reference_servers(settings: Settings):
                     os.environ[key] = value
 
 
-def _report_failed_checks(result) -> None:
+def _report_failed_checks(instance, run_id: str) -> None:
     """Print every failed asset check of a run, with its worst offenders."""
-    for event in result.all_events:
-        if event.event_type_value != "ASSET_CHECK_EVALUATION":
-            continue
-        evaluation = event.event_specific_data
+    from dagster import DagsterEventType
+
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
         if not evaluation.passed:
             worst = evaluation.metadata.get("observed_worst")
             print(f"  check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}"
                   f" ({evaluation.severity.value}): {worst.value if worst else ''}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bemp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("seed-sample", help="copy the bundled sample CSVs into the inbox")
@@ -187,29 +256,46 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("summary", help="rows per layer, date range and rejects")
     _add_serve_parser(sub)
     status_parser = sub.add_parser("status", help="the installation status board (green/red/black)")
-    status_parser.add_argument("--as-of", help="evaluate at this instant (ISO 8601) instead of the stored board")
+    status_parser.add_argument("--as-of", help="evaluate at this instant, ISO 8601 (2018-06-01 or 2018-06-01T12:00, "
+                                               "UTC unless an offset is given) instead of the stored board")
     export_parser = sub.add_parser("export", help="download one variable's series as CSV")
-    export_parser.add_argument("--variable", required=True)
+    export_parser.add_argument("--variable", required=True, help="variable id, as in `bemp summary` or meta.variables")
     export_parser.add_argument("--start", required=True, help="first day, YYYY-MM-DD (site time zone)")
     export_parser.add_argument("--end", required=True, help="last day, YYYY-MM-DD, inclusive")
-    export_parser.add_argument("--layer", default="clean", choices=["raw", "clean", "hourly"])
-    export_parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    settings = _settings()
+    export_parser.add_argument("--layer", default="clean", choices=["raw", "clean", "hourly"],
+                               help="raw readings, clean readings (default) or hourly statistics")
+    export_parser.add_argument("--out", required=True, help="CSV file to write; its folder must exist")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; a mistake in the command line, the config or the warehouse is one line
+    on stderr (exit 2, or 1 for the warehouse), never a traceback."""
+    from bemp_assets.domain.config import ConfigError
+    from bemp_assets.domain.connection import WarehouseError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args, _settings())
+    except (CliError, ConfigError) as exc:
+        print(f"bemp {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except WarehouseError as exc:
+        print(f"bemp {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def dispatch(args, settings: Settings) -> int:
     if args.command == "seed-sample":
         copied = seed_sample(settings)
         print(f"inbox {settings.inbox}: copied {copied or 'nothing (already up to date)'}")
         return 0
     if args.command == "run":
-        if args.with_reference_servers:
-            with reference_servers(settings) as (first, last):
-                csv_code = run(settings, args.start, args.end, args.select, refresh_status=False)
-                code = run(settings, first, last, args.select, job_name="bemp_live") or csv_code
-        else:
-            code = run(settings, args.start, args.end, args.select, job_name=args.job)
-        from bemp_assets.domain.summary import warehouse_summary
+        code = run_command(args, settings)
+        if code in (0, 1):  # the runs happened: show what the warehouse now holds
+            from bemp_assets.domain.summary import warehouse_summary
 
-        print(warehouse_summary(settings.warehouse))
+            print(warehouse_summary(settings.warehouse))
         return code
     if args.command == "serve":
         from bemp_assets.refservers import serve
@@ -225,6 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_command(args, settings: Settings) -> int:
+    if not args.with_reference_servers:
+        return run(settings, args.start, args.end, args.select, job_name=args.job)
+    with reference_servers(settings) as (first, last):
+        csv_code = run(settings, args.start, args.end, args.select, refresh_status=False)
+        if csv_code not in (0, 1):
+            return csv_code
+        return run(settings, first, last, args.select, job_name="bemp_live") or csv_code
+
+
 def _add_serve_parser(sub) -> None:
     """`bemp serve gateway|ipanel`; the flags live with the servers (bemp_assets/refservers)."""
     serve_parser = sub.add_parser("serve", help="run a local reference server (gateway or iPanel)")
@@ -236,19 +332,29 @@ def _add_serve_parser(sub) -> None:
 
 
 def _read_only(settings: Settings):
-    import duckdb
+    from bemp_assets.domain.connection import connect
 
     if not settings.warehouse.exists():
-        raise SystemExit(f"warehouse {settings.warehouse} does not exist yet: run `make run` or `bemp run` first")
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
+        raise CliError(f"warehouse {settings.warehouse} does not exist yet: run `make run` or `bemp run` first")
+    con = connect(settings.warehouse, read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     return con
 
 
-def status(settings: Settings, as_of: str | None) -> int:
-    """Print the stored board, or recompute it (read-only) at ``as_of``."""
+def _parse_instant(flag: str, text: str):
+    """A UTC pandas Timestamp from ISO 8601 text, or a CliError naming the flag."""
     import pandas as pd
 
+    try:
+        at = pd.Timestamp(datetime.fromisoformat(text))
+    except ValueError:
+        raise CliError(f"{flag} {text!r}: expected an ISO 8601 instant such as 2018-06-01 or "
+                       f"2018-06-01T12:00 (UTC) or 2018-06-01T12:00+02:00") from None
+    return at.tz_localize("UTC") if at.tz is None else at.tz_convert("UTC")
+
+
+def status(settings: Settings, as_of: str | None) -> int:
+    """Print the stored board, or recompute it (read-only) at ``as_of``."""
     from bemp_assets.domain.commissioning import register_rules
     from bemp_assets.domain.config import load_config
     from bemp_assets.domain.status import format_board, installation_status
@@ -257,8 +363,7 @@ def status(settings: Settings, as_of: str | None) -> int:
         if as_of:
             config = load_config(settings.config_dir)
             register_rules(con, config)
-            at = pd.Timestamp(as_of)
-            board = installation_status(con, at.tz_localize("UTC") if at.tz is None else at, config.expected_variables())
+            board = installation_status(con, _parse_instant("--as-of", as_of), config.expected_variables())
         else:
             board = con.execute("SELECT * FROM ops.installation_status").df()
     stamp = board["as_of"].iloc[0] if len(board) else "-"
@@ -277,12 +382,13 @@ def export(settings: Settings, variable: str, start: str, end: str, layer: str, 
     from bemp_assets.domain.status import ExportError, export_series
 
     tz = load_config(settings.config_dir).site.timezone
-    try:
-        first = pd.Timestamp(date.fromisoformat(start), tz=tz)
-        last = pd.Timestamp(date.fromisoformat(end) + timedelta(days=1), tz=tz)
-    except ValueError as exc:
-        print(f"--start/--end: expected YYYY-MM-DD ({exc})", file=sys.stderr)
-        return 2
+    first_day, last_day = _parse_day("--start", start), _parse_day("--end", end)
+    if first_day > last_day:
+        raise CliError(f"--start {start} is after --end {end}")
+    if not Path(out).parent.is_dir():
+        raise CliError(f"--out {out}: folder {Path(out).parent} does not exist")
+    first = pd.Timestamp(first_day, tz=tz)
+    last = pd.Timestamp(last_day + timedelta(days=1), tz=tz)
     with _read_only(settings) as con:
         try:
             rows = export_series(con, variable, first.to_pydatetime(), last.to_pydatetime(), layer, Path(out))

@@ -1,7 +1,14 @@
 """The one Definitions of BEMP, assembled explicitly from the layer modules."""
 from __future__ import annotations
 
-from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions, EnvVar
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    EnvVar,
+    in_process_executor,
+)
 
 from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.clean import build_clean_asset
@@ -40,6 +47,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             AutomationConditionSensorDefinition("bemp_automation", target=AssetSelection.groups("ops"),
                                                 default_status=DefaultSensorStatus.RUNNING),
         ],
+        # every warehouse step holds the one `duckdb` pool slot, so steps run one at a time
+        # anyway: one process per run keeps them cheap and gives run hygiene one pid to watch
+        executor=in_process_executor,
         resources={
             "warehouse": WarehouseResource(database=str(settings.warehouse)),
             "inbox": CsvInboxResource(inbox_dir=str(settings.inbox)),

@@ -1,8 +1,11 @@
 """The DuckDB warehouse as a Dagster resource.
 
-Built on dagster-duckdb's ``DuckDBResource`` (which retries while another process holds the
-file lock); ``session()`` adds the settings and schema every BEMP step relies on. Connections
-are opened only inside a step, never at import time or in a sensor.
+Built on dagster-duckdb's ``DuckDBResource`` for its configuration, but opened through
+``bemp_assets.domain.connection``: a lock held by another process is waited for at most
+``BEMP_LOCK_WAIT`` seconds and then named (instead of dagster-duckdb's ~100 s of silent
+retries), and a damaged file fails at once. Either way the step fails with a one-line
+``Failure`` that says which file and what to do. Connections are opened only inside a step,
+never at import time or in a sensor.
 """
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+from dagster import Failure
 from dagster_duckdb import DuckDBResource
 
+from bemp_assets.domain.connection import WarehouseError, connect, damaged
 from bemp_assets.domain.warehouse import prepare
 
 
@@ -22,6 +27,17 @@ class WarehouseResource(DuckDBResource):
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # a fresh BEMP_HOME may not exist yet; DuckDB creates the file, not its folder
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with self.get_connection() as con:
-            yield prepare(con)
+        path = Path(self.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = connect(path)
+        except WarehouseError as exc:
+            raise Failure(description=str(exc), allow_retries=False) from None
+        try:
+            try:
+                prepare(con)
+            except duckdb.IOException as exc:
+                raise Failure(description=str(damaged(path, str(exc))), allow_retries=False) from None
+            yield con
+        finally:
+            con.close()

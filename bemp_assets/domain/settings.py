@@ -33,3 +33,9 @@ class Settings:
             sample_dir=Path(env.get("BEMP_SAMPLE", home / "sample")).expanduser().resolve(),
             artifacts=home / "artifacts",
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The BEMP_* variables that make ``from_env`` return these settings (for a code
+        location loaded in another module import or process)."""
+        return {"BEMP_HOME": str(self.home), "BEMP_WAREHOUSE": str(self.warehouse),
+                "BEMP_CONFIG": str(self.config_dir), "BEMP_SAMPLE": str(self.sample_dir)}

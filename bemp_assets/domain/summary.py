@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
+from .connection import connect
 
 LAYER_TABLES = ["meta.variables", "raw.measurements", "raw.rejects", "raw.revisions", "raw.gateway_measurements",
                 "raw.ipanel_trips", "raw.ipanel_charger_status", "raw.ipanel_charges", "clean.measurements",
@@ -13,7 +13,7 @@ LAYER_TABLES = ["meta.variables", "raw.measurements", "raw.rejects", "raw.revisi
 def warehouse_summary(path: Path) -> str:
     if not Path(path).exists():
         return f"warehouse {path} does not exist yet: run `make run` or `bemp run` first"
-    with duckdb.connect(str(path), read_only=True) as con:
+    with connect(path, read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         lines = [f"warehouse: {path}"]
         for table in LAYER_TABLES:
