@@ -8,27 +8,29 @@ hygiene (``bemp_assets.runs``) can tell when it died.
 
 While the run waits for a ``duckdb`` pool slot, a watcher says once which run holds it and
 reaps holders whose process died. Ctrl-C or SIGTERM cancels the run cleanly (status CANCELED)
-instead of being ignored.
+instead of being ignored while it waits.
 """
 from __future__ import annotations
 
+import ctypes
 import os
-import signal
 import sys
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from dagster import AssetKey, DagsterInstance, DagsterRun
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._utils.hosted_user_process import recon_job_from_origin
+from dagster._utils.interrupts import check_captured_interrupt
 
-from .runs import HOST_TAG, LAUNCHER_PID_TAG, reap_dead_runs, this_host, worker_pid
+from .runs import HOST_TAG, LAUNCHER_PID_TAG, free_finished_slots, reap_dead_runs, this_host, worker_pid
 
 LOCATION = "bemp"
 MODULE = "bemp_assets.definitions"
@@ -71,26 +73,47 @@ def create_run(instance: DagsterInstance, location, job_name: str, tags: dict[st
 
 
 class PoolWatcher(threading.Thread):
-    """Says once which run holds the pool slot our run waits for; reaps dead holders."""
+    """Watches a run executing in this process, every second:
 
-    def __init__(self, instance: DagsterInstance, run_id: str, say: Callable[[str], None], interval: float = 1.0):
+    * while it waits for a ``duckdb`` pool slot, says once which run holds the slot, and fails
+      holders whose process died (their slots are freed, so the wait ends);
+    * Ctrl-C and SIGTERM: Dagster captures them during a run and acts on them only when a step
+      starts, so a run waiting for a slot would ignore them; an interrupt still pending at the
+      next look is delivered to the run here (marked CANCELING, then interrupted).
+    """
+
+    def __init__(self, instance: DagsterInstance, run: DagsterRun, say: Callable[[str], None], interval: float = 1.0):
         super().__init__(daemon=True, name="bemp-pool-watcher")
-        self.instance, self.run_id, self.say, self.interval = instance, run_id, say, interval
+        self.instance, self.run_record, self.say, self.interval = instance, run, say, interval
         self.stopped = threading.Event()
         self.told: set[str] = set()
+        self.interrupt_seen = False
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
-                self.check()
-            except Exception as exc:  # the watcher only informs; it must never break the run
-                self.say(f"(pool watcher: {type(exc).__name__}: {exc})")
+                self.deliver_pending_interrupt()
+                self.check_pool()
+            except Exception as exc:  # the watcher only helps; it must never break the run
+                self.say(f"(pool watcher stopped: {type(exc).__name__}: {exc})")
                 return
 
-    def check(self) -> None:
+    def deliver_pending_interrupt(self) -> None:
+        if not check_captured_interrupt():
+            self.interrupt_seen = False
+            return
+        if not self.interrupt_seen:  # a step starting now would act on it itself
+            self.interrupt_seen = True
+            return
+        self.instance.report_run_canceling(self.run_record, "bemp run received Ctrl-C or SIGTERM: cancelling")
+        interrupt_main_thread()
+        self.stopped.set()
+
+    def check_pool(self) -> None:
+        run_id = self.run_record.run_id
         info = self.instance.event_log_storage.get_concurrency_info(POOL)
-        ours_waiting = any(p.run_id == self.run_id and p.assigned_timestamp is None for p in info.pending_steps)
-        holders = {c.run_id for c in info.claimed_slots if c.run_id != self.run_id}
+        ours_waiting = any(p.run_id == run_id and p.assigned_timestamp is None for p in info.pending_steps)
+        holders = {c.run_id for c in info.claimed_slots if c.run_id != run_id}
         if not ours_waiting or not holders:
             return
         for reaped in reap_dead_runs(self.instance):
@@ -109,35 +132,32 @@ class PoolWatcher(threading.Thread):
                 f"Ctrl-C cancels this run")
 
 
-@contextmanager
-def cancel_on_signals(instance: DagsterInstance, run: DagsterRun) -> Iterator[None]:
-    """Ctrl-C and SIGTERM mark the run CANCELING and interrupt it, so it ends CANCELED."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second signal ends the process
-        instance.report_run_canceling(run, f"bemp run received {signal.Signals(signum).name}: cancelling")
-        raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def interrupt_main_thread() -> None:
+    """Raise DagsterExecutionInterruptedError in the main thread at its next Python bytecode
+    (it sleeps in short steps while waiting for a slot), as a run worker's SIGINT would."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.main_thread().ident),
+                                               ctypes.py_object(DagsterExecutionInterruptedError))
 
 
 def execute(instance: DagsterInstance, run: DagsterRun, say: Callable[[str], None] = print) -> DagsterRun:
     """Execute a created run in this process; returns the run as it ended."""
-    watcher = PoolWatcher(instance, run.run_id, say)
+    watcher = PoolWatcher(instance, run, say)
     watcher.start()
     try:
-        with cancel_on_signals(instance, run):
-            execute_run(recon_job_from_origin(run.job_code_origin), run, instance)
+        execute_run(recon_job_from_origin(run.job_code_origin), run, instance)
     finally:
         watcher.stopped.set()
         watcher.join(timeout=5)
-    return instance.get_run_by_id(run.run_id)
+    ended = instance.get_run_by_id(run.run_id)
+    if ended.status == DagsterRunStatus.FAILURE and interrupted(instance, ended):
+        # interrupted inside a step: Dagster fails the run, but it was stopped on purpose
+        instance.report_run_canceled(ended, "bemp run was interrupted (Ctrl-C or SIGTERM) during a step")
+        ended = instance.get_run_by_id(run.run_id)
+    free_finished_slots(instance)
+    return ended
+
+
+def interrupted(instance: DagsterInstance, run: DagsterRun) -> bool:
+    """Whether the run failed because its process was interrupted (in process: a signal)."""
+    failures = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    return any("interrupted" in (record.message or record.user_message or "") for record in failures)
