@@ -36,7 +36,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         jobs=[pipeline, live, status],
         schedules=[build_daily_schedule(pipeline, partitions), build_live_repoll_schedule(live, partitions, config)],
         sensors=[
-            build_inbox_sensor(pipeline, settings.inbox, config, partitions),
+            build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
             *build_live_sensors(live, partitions, config),
             build_automation_sensor(assets),
         ],

@@ -27,7 +27,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from bemp_assets.domain.config import BempConfig
 from resources import GatewayClient, IPanelClient
 
-from .inbox import clip_days
+from bemp_assets.partitions import clip_days
 
 IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 DOWNSTREAM = [AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"]), AssetKey(["agg", "daily"])]
