@@ -150,7 +150,8 @@ def probe(client: HttpSourceResource, state: PollState, floor: datetime, max_day
 def failure_reason(source: str, url: str, exc: SourceError) -> str:
     what = ("source unreachable" if isinstance(exc, SourceUnavailable)
             else "token refused" if isinstance(exc, SourceAuthError) else "answer not understood")
-    return f"{source}: {what} at {url}: {' '.join(str(exc).split())}"
+    detail = " ".join(str(exc).replace(url.rstrip("/"), "").split())  # the url is said once
+    return f"{source}: {what} at {url}: {detail}"
 
 
 def poll(context: SensorEvaluationContext, source: Source, client: HttpSourceResource,

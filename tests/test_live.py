@@ -232,7 +232,7 @@ def test_source_down_skips_with_one_line_and_backs_off(tmp_path, monkeypatch):
         down = tick_of(defs, instance)  # no exception
         state = json.loads(down.cursor)
         assert down.run_requests == [] and "\n" not in down.skip_message
-        assert down.skip_message.startswith(f"gateway: source unreachable at {url}: GET {url}/api/v1/measurements: gave up after 2 attempts")
+        assert down.skip_message.startswith(f"gateway: source unreachable at {url}: GET /api/v1/measurements: gave up after 2 attempts")
         assert down.skip_message.endswith(f"; next try after {state['next_try']}")
         assert state["failures"] == 1 and state["acknowledged_until"] == {}
         assert timedelta(seconds=59) <= datetime.fromisoformat(state["next_try"]) - before <= timedelta(minutes=1, seconds=5)
