@@ -62,19 +62,21 @@ def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWin
         done = ingested(context.instance, [f.name for f in files])
         requests, skipped, held = [], [], []
         for f in files:
+            if seen.get(f.name, {}).get("version") == f.version:
+                continue  # this version was handled on an earlier tick
             if done.get(f.name) == current[f.name]["sha256"]:
                 held.append(f.name)
-            elif seen.get(f.name, {}).get("version") != f.version:
-                request = request_for(f, config, partitions, downstream)
-                if isinstance(request, str):
-                    skipped.append(request)
-                else:
-                    context.log.info(f"{f.name}: requesting {request.tags[ASSET_PARTITION_RANGE_START_TAG]} .. "
-                                     f"{request.tags[ASSET_PARTITION_RANGE_END_TAG]}")
-                    requests.append(request)
+                continue
+            request = request_for(f, config, partitions, downstream)
+            if isinstance(request, str):
+                skipped.append(request)
+            else:
+                context.log.info(f"{f.name}: requesting {request.tags[ASSET_PARTITION_RANGE_START_TAG]} .. "
+                                 f"{request.tags[ASSET_PARTITION_RANGE_END_TAG]}")
+                requests.append(request)
         for reason in skipped:
             context.log.warning(reason)
-        held_note = [f"{len(held)} file(s) already in the warehouse"] if held else []
+        held_note = [f"{len(held)} new or changed file(s) already in the warehouse: {', '.join(sorted(held))}"] if held else []
         return SensorResult(
             run_requests=requests,
             cursor=json.dumps(current, sort_keys=True),

@@ -63,10 +63,12 @@ def test_sensor_requests_nothing_that_a_run_ingested_in_full(settings, monkeypat
 
         assert run(settings, None, None, None, instance=instance, refresh_status=False) == 0
         first = tick(None)
-        assert first.run_requests == [] and first.skip_message == "2 file(s) already in the warehouse"
+        assert first.run_requests == [] and first.skip_message == f"2 new or changed file(s) already in the warehouse: {', '.join(REACH)}"
         assert sorted(hashed) == REACH
         hashed.clear()
-        assert tick(first.cursor).run_requests == [] and hashed == []  # unchanged files are not read again
+        unchanged = tick(first.cursor)
+        assert unchanged.run_requests == [] and unchanged.skip_message == "no new or changed files"
+        assert hashed == []  # unchanged files are not read again
 
         # one value rewritten in the November export: exactly one run, for that file, over its days +-1
         target = settings.inbox / REACH[1]
@@ -85,7 +87,7 @@ def test_sensor_requests_nothing_that_a_run_ingested_in_full(settings, monkeypat
         other = settings.inbox / REACH[0]
         os.utime(other, ns=(other.stat().st_atime_ns, other.stat().st_mtime_ns + 10**9))
         touched = tick(changed.cursor)
-        assert touched.run_requests == [] and json.loads(touched.cursor)[REACH[0]]["version"].startswith(str(other.stat().st_mtime_ns))
+        assert touched.run_requests == [] and touched.skip_message.endswith(f"already in the warehouse: {REACH[0]}") and json.loads(touched.cursor)[REACH[0]]["version"].startswith(str(other.stat().st_mtime_ns))
 
 
 def test_a_run_over_part_of_a_file_does_not_count_as_ingested(settings):
