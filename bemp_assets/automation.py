@@ -13,10 +13,19 @@ any_deps_updated).since_last_handled() & ~any_deps_missing() & ~any_deps_in_prog
 
 So the condition keeps only the parts that fit a history: a target (partition) is requested
 when one of its dependency partitions was updated since the target was last requested or
-updated, unless a dependency or the target itself is still running. ``any_deps_updated``
-already ignores an update made by a run that also planned the target, so a ``bemp_pipeline``
-or ``bemp_live`` run (raw + clean + agg in one run) requests nothing more for clean and agg;
-only the ops snapshots, which that run leaves out, follow it.
+updated, unless a dependency or the target itself is still running.
+
+No double work: a ``bemp_pipeline`` or ``bemp_live`` run materialises raw, clean and agg of its
+days in one run, each after its dependencies, so ``since_last_handled`` sees those clean and
+agg partitions updated after their raw days and requests none of them; only the ops
+snapshots, which the run leaves out, follow it. Clean day D reads raw D-1 .. D+1, so the days
+just outside the run's window are candidates too: ``any_deps_updated`` skips a dependency
+update made by a run whose asset selection holds the target, but Dagster checks that only on
+the dependency's latest materialisation (the window's last day). So the day after the window
+is not requested and the day before it is, once (it reads the window's first day: a real
+dependency, and a cheap rerun, as clean rewrites only rows that change). For the check to work
+at all a run must name its assets: `bemp run`, the inbox sensor and the live sensors do
+(tests/test_automation.py).
 
 Left out on purpose: ``newly_missing`` (the partition set grows by one empty day every
 midnight; requesting it would run clean and agg on a day nothing has arrived for yet) and
