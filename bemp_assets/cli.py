@@ -87,7 +87,7 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
             print(f"running {job_name} over {first} .. {last} (one run)")
             created = create_run(instance, location, job_name,
                                  {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-                                 {}, selection)
+                                 {}, selection or _job_assets(location, job_name))
             ended = execute(instance, created)
             print(f"run {ended.run_id}: {ended.status.value}")
             _report_failed_checks(instance, ended.run_id)
@@ -157,6 +157,12 @@ def _parse_day(flag: str, text: str | None) -> date | None:
 
 
 SELECTION_PREFIXES = ["key", "group", "tag", "kind", "owner", "code_location", "status", "column", "table_name"]
+
+
+def _job_assets(location, job_name: str) -> list:
+    """Every asset of ``job_name``, named in the run so that the automation sees what the run
+    materialised and does not request it again (bemp_assets/automation.py)."""
+    return sorted(location.get_repository("__repository__").asset_graph.asset_keys_for_job(job_name))
 
 
 def _resolve_selection(location, select: str | None):

@@ -1,20 +1,14 @@
 """The one Definitions of BEMP, assembled explicitly from the layer modules."""
 from __future__ import annotations
 
-from dagster import (
-    AssetSelection,
-    AutomationConditionSensorDefinition,
-    DefaultSensorStatus,
-    Definitions,
-    EnvVar,
-    in_process_executor,
-)
+from dagster import Definitions, EnvVar, in_process_executor
 
 from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.clean import build_clean_asset
 from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
 from bemp_assets.assets.ops import build_ops_assets
 from bemp_assets.assets.raw import build_raw_assets
+from bemp_assets.automation import build_automation_sensor
 from bemp_assets.domain.config import load_config
 from bemp_assets.domain.settings import Settings
 from bemp_assets.jobs import build_live_job, build_pipeline_job, build_status_job
@@ -36,16 +30,15 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     aggregates = build_agg_assets(partitions, clean.key, config)
     ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
     pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
+    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops]
     return Definitions(
-        assets=[*csv_raw, *live_raw, clean, *aggregates, *ops],
+        assets=assets,
         jobs=[pipeline, live, status],
         schedules=[build_daily_schedule(pipeline, partitions), build_live_repoll_schedule(live, partitions, config)],
         sensors=[
-            build_inbox_sensor(pipeline, settings.inbox, config, partitions),
+            build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
             *build_live_sensors(live, partitions, config),
-            # runs the ops snapshots when raw data changes; declared RUNNING (it defaults to STOPPED)
-            AutomationConditionSensorDefinition("bemp_automation", target=AssetSelection.groups("ops"),
-                                                default_status=DefaultSensorStatus.RUNNING),
+            build_automation_sensor(assets),
         ],
         # every warehouse step holds the one `duckdb` pool slot, so steps run one at a time
         # anyway: one process per run keeps them cheap and gives run hygiene one pid to watch

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.execution.api import execute_run
@@ -144,6 +145,11 @@ def execute(instance: DagsterInstance, run: DagsterRun, say: Callable[[str], Non
     watcher = PoolWatcher(instance, run, say)
     watcher.start()
     try:
+        # ReconstructableJob caches the last definition it loaded per (origin, selection): an
+        # earlier run of the same job in this process (another BEMP_HOME in tests) must not
+        # lend its resources to this one
+        ReconstructableJob.get_repository_definition.cache_clear()
+        ReconstructableJob.get_definition.cache_clear()
         execute_run(recon_job_from_origin(run.job_code_origin), run, instance)
     finally:
         watcher.stopped.set()

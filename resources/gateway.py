@@ -15,6 +15,8 @@ from .http import HttpSourceResource
 class GatewayClient(HttpSourceResource):
     """Configure with ``base_url=EnvVar("BEMP_GATEWAY_URL"), token=EnvVar("BEMP_GATEWAY_TOKEN")``."""
 
+    PROBED = {"measurements": (wire.GATEWAY_MEASUREMENTS, "time")}
+
     def measurements(self, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
         """Every measurement with since <= time < until (all pages)."""
         return self.fetch_all(wire.GATEWAY_MEASUREMENTS, since, until)
@@ -25,8 +27,8 @@ class GatewayClient(HttpSourceResource):
 
     def latest_time(self) -> datetime | None:
         """Time of the newest measurement served, or None: one request, for the sensor."""
-        return self.newest_time(wire.GATEWAY_MEASUREMENTS, "time")
+        return self.last_time_in("measurements")
 
     def earliest_time(self) -> datetime | None:
         """Time of the oldest measurement served, or None: where a first poll starts."""
-        return self.oldest_time(wire.GATEWAY_MEASUREMENTS, "time")
+        return self.first_time_after("measurements", None)

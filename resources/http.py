@@ -13,8 +13,8 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, ClassVar, Iterator
 
 import requests
 from dagster import ConfigurableResource, get_dagster_logger
@@ -40,6 +40,9 @@ class SourceUnavailable(SourceError):
 
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+# A sensor tick has 60 s and makes a few probes: short timeouts and one retry at most, so a
+# source that is down costs a tick about ten seconds, not minutes of retries.
+PROBE_SETTINGS = {"connect_timeout_s": 2.0, "read_timeout_s": 5.0, "max_attempts": 2, "backoff_s": 0.5}
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -69,6 +72,9 @@ class HttpSourceResource(ConfigurableResource):
     max_backoff_s: float = Field(30.0, ge=0, description="cap on one backoff wait")
     max_retry_after_s: float = Field(120.0, ge=0, description="cap on a server's Retry-After")
     page_size: int = Field(1000, ge=1, le=wire.MAX_PAGE_SIZE)
+
+    # streams a polling sensor probes: name -> (windowed endpoint, its time field)
+    PROBED: ClassVar[dict[str, tuple[str, str]]] = {}
 
     _sleep: Callable[[float], None] = PrivateAttr(default=time.sleep)
 
@@ -161,16 +167,29 @@ class HttpSourceResource(ConfigurableResource):
         """All records of a windowed endpoint in [since, until), as served (no dedup, no sorting)."""
         return [r for page in self.pages(path, wire.window_params(since, until)) for r in page]
 
-    def newest_time(self, path: str, field: str) -> datetime | None:
-        """Time of the newest record (one request of one record): the cheap probe for sensors."""
-        return self.edge_time(path, field, "desc")
+    def newest_time(self, path: str, field: str, since: datetime | None = None, until: datetime | None = None) -> datetime | None:
+        """Time of the newest record in [since, until) (one request of one record): a cheap probe."""
+        return self.edge_time(path, field, "desc", since, until)
 
-    def oldest_time(self, path: str, field: str) -> datetime | None:
-        """Time of the oldest record (one request of one record): where a first poll starts."""
-        return self.edge_time(path, field, "asc")
+    def oldest_time(self, path: str, field: str, since: datetime | None = None, until: datetime | None = None) -> datetime | None:
+        """Time of the oldest record in [since, until) (one request of one record): a cheap probe."""
+        return self.edge_time(path, field, "asc", since, until)
 
-    def edge_time(self, path: str, field: str, order: str) -> datetime | None:
-        records, _ = self.page(path, wire.page_params(1, 1, order))
+    def first_time_after(self, stream: str, after: datetime | None) -> datetime | None:
+        """Time of the first record of ``stream`` strictly after ``after`` (all records when None):
+        where a poll resumes, past any stretch the source has no data for."""
+        path, field = self.PROBED[stream]
+        # the wire has whole seconds and `since` is inclusive
+        return self.oldest_time(path, field, since=None if after is None else after + timedelta(seconds=1))
+
+    def last_time_in(self, stream: str, since: datetime | None = None, until: datetime | None = None) -> datetime | None:
+        """Time of the last record of ``stream`` in [since, until): where a bounded poll ends."""
+        path, field = self.PROBED[stream]
+        return self.newest_time(path, field, since, until)
+
+    def edge_time(self, path: str, field: str, order: str, since: datetime | None = None,
+                  until: datetime | None = None) -> datetime | None:
+        records, _ = self.page(path, {**wire.window_params(since, until), **wire.page_params(1, 1, order)})
         if not records:
             return None
         try:

@@ -14,6 +14,9 @@ from .http import HttpSourceResource
 class IPanelClient(HttpSourceResource):
     """Configure with ``base_url=EnvVar("BEMP_IPANEL_URL"), token=EnvVar("BEMP_IPANEL_TOKEN")``."""
 
+    # what the polling sensor watches; charger status snapshots come along in each run's window
+    PROBED = {"trips": (wire.IPANEL_TRIPS, "date"), "charges": (wire.IPANEL_CHARGES, "date")}
+
     def trips(self, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
         """Vehicle trips that started in [since, until) (field ``date``), all pages."""
         return self.fetch_all(wire.IPANEL_TRIPS, since, until)
@@ -32,13 +35,12 @@ class IPanelClient(HttpSourceResource):
 
     def latest_trip_time(self) -> datetime | None:
         """Start of the newest trip served, or None: one request, for the sensor."""
-        return self.newest_time(wire.IPANEL_TRIPS, "date")
+        return self.last_time_in("trips")
 
     def latest_charge_time(self) -> datetime | None:
         """``date`` of the newest charges record, or None: one request, for the sensor."""
-        return self.newest_time(wire.IPANEL_CHARGES, "date")
+        return self.last_time_in("charges")
 
     def earliest_time(self) -> datetime | None:
         """Start of the oldest trip or charges record, or None: where a first poll starts."""
-        times = [self.oldest_time(wire.IPANEL_TRIPS, "date"), self.oldest_time(wire.IPANEL_CHARGES, "date")]
-        return min((t for t in times if t), default=None)
+        return min((t for t in (self.first_time_after(s, None) for s in self.PROBED) if t), default=None)

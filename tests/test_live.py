@@ -2,12 +2,15 @@
 and DuckDB file. Expected counts come from the servers' data files, read here with csv."""
 import csv
 import gzip
+import json
 import os
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from dagster import AssetCheckKey, AssetKey, build_sensor_context, instance_for_test
+from dagster import AssetCheckKey, AssetKey, DagsterRunStatus, build_sensor_context, instance_for_test
+from dagster._core.test_utils import create_run_for_test
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from bemp_assets.cli import run
@@ -15,7 +18,7 @@ from bemp_assets.definitions import build_definitions
 from bemp_assets.domain.config import load_config
 from bemp_assets.refservers import start_server
 
-from .conftest import SAMPLE, make_settings
+from .conftest import CONFIG_DIR, SAMPLE, make_settings
 
 UTC = timezone.utc
 # Rome days 2016-03-01 .. 2016-03-02 as UTC instants
@@ -176,7 +179,7 @@ def test_sensor_cursor_advances_only_after_commit(polled):
                                       tags=request.tags, raise_on_error=False)
 
     first = tick()
-    assert len(first.run_requests) == 1 and first.cursor is None
+    assert len(first.run_requests) == 1 and json.loads(first.cursor) == {"acknowledged_until": {}}
     request = first.run_requests[0]
     # from the oldest record served (2016-02-13 23:00Z = 14 Feb in Rome) to the newest
     assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-02-14", "2016-02-16")
@@ -184,10 +187,10 @@ def test_sensor_cursor_advances_only_after_commit(polled):
     assert not launch(request).success
     server.reset_faults()
     again = tick()  # nothing was committed: the same days are requested again
-    assert [r.tags for r in again.run_requests] == [request.tags] and again.cursor is None
+    assert [r.tags for r in again.run_requests] == [request.tags] and json.loads(again.cursor) == {"acknowledged_until": {}}
     assert launch(again.run_requests[0]).success
     done = tick()
-    assert done.run_requests == [] and done.cursor == newest.isoformat()
+    assert done.run_requests == [] and json.loads(done.cursor) == {"acknowledged_until": {"measurements": newest.isoformat()}}
 
 
 def test_cursor_never_moves_back(polled):
@@ -198,5 +201,124 @@ def test_cursor_never_moves_back(polled):
     sensor = defs.resolve_sensor_def("gateway_sensor")
     instance.report_runless_asset_event(AssetMaterialization(
         asset_key=AssetKey(["raw", "gateway_measurements"]), metadata={"acknowledged_until": "2016-02-14T12:00:00+00:00"}))
+    # the older cursor form, one ISO time, is still read
     result = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=newest.isoformat()))
-    assert result.run_requests == [] and result.cursor == newest.isoformat()
+    assert result.run_requests == [] and json.loads(result.cursor)["acknowledged_until"] == {"measurements": newest.isoformat()}
+
+
+def tick_of(defs, instance, cursor=None):
+    sensor = defs.resolve_sensor_def("gateway_sensor")
+    return sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+
+
+def due_now(cursor: str) -> str:
+    """The cursor with its back-off over (the wait has passed)."""
+    state = json.loads(cursor)
+    state["next_try"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    return json.dumps(state)
+
+
+def test_source_down_skips_with_one_line_and_backs_off(tmp_path, monkeypatch):
+    folder, rows = small_gateway_folder(tmp_path)
+    defs = build_definitions(make_settings(tmp_path / "home"))
+    monkeypatch.setenv("BEMP_GATEWAY_TOKEN", "t")
+    with instance_for_test() as instance:
+        server = start_server("gateway", folder, token="t")
+        url, port = server.url, server.httpd.server_address[1]
+        monkeypatch.setenv("BEMP_GATEWAY_URL", url)
+        server.close()  # the source is down: connection refused
+
+        before = datetime.now(UTC)
+        down = tick_of(defs, instance)  # no exception
+        state = json.loads(down.cursor)
+        assert down.run_requests == [] and "\n" not in down.skip_message
+        assert down.skip_message.startswith(f"gateway: source unreachable at {url}: GET /api/v1/measurements: gave up after 2 attempts")
+        assert down.skip_message.endswith(f"; next try after {state['next_try']}")
+        assert state["failures"] == 1 and state["acknowledged_until"] == {}
+        assert timedelta(seconds=59) <= datetime.fromisoformat(state["next_try"]) - before <= timedelta(minutes=1, seconds=5)
+
+        with start_server("gateway", folder, token="t", port=port):
+            # still inside the back-off: no probe, so the server being back changes nothing yet
+            waiting = tick_of(defs, instance, down.cursor)
+            assert waiting.run_requests == [] and waiting.cursor == down.cursor and waiting.skip_message == down.skip_message
+        before = datetime.now(UTC)
+        second = tick_of(defs, instance, due_now(down.cursor))  # down again once the wait is over: twice as long
+        state = json.loads(second.cursor)
+        assert state["failures"] == 2
+        assert timedelta(minutes=1, seconds=59) <= datetime.fromisoformat(state["next_try"]) - before <= timedelta(minutes=2, seconds=5)
+
+        with start_server("gateway", folder, token="t", port=port):
+            back = tick_of(defs, instance, due_now(second.cursor))
+        assert len(back.run_requests) == 1 and json.loads(back.cursor) == {"acknowledged_until": {}}
+        assert back.skip_message is None
+
+
+def test_catch_up_starts_after_the_gap_and_is_bounded(tmp_path, monkeypatch):
+    """Two days in February, nothing until April, then six weeks: the first poll takes the
+    February days, the next starts at the first April record and spans max_days_per_run days."""
+    later = [r for r in read_rows(SAMPLE / "gateway" / "GW-BE-0001.csv.gz") if "2016-04-01" <= r["time"] < "2016-05-15"]
+    folder, february = small_gateway_folder(tmp_path, later)
+    max_days = load_config(CONFIG_DIR).live_sources.max_days_per_run
+    rome = ZoneInfo("Europe/Rome")
+    local = lambda r: datetime.fromisoformat(r["time"].replace("Z", "+00:00")).astimezone(rome).date()
+    first_after_gap = min(local(r) for r in later)
+    expected_end = max(d for d in map(local, later) if d < first_after_gap + timedelta(days=max_days))
+    assert first_after_gap == date(2016, 4, 1) and expected_end == first_after_gap + timedelta(days=max_days - 1)
+
+    defs = build_definitions(make_settings(tmp_path / "home"))
+    job = defs.resolve_job_def("bemp_live")
+    with start_server("gateway", folder, token="t") as server, instance_for_test() as instance:
+        monkeypatch.setenv("BEMP_GATEWAY_URL", server.url)
+        monkeypatch.setenv("BEMP_GATEWAY_TOKEN", "t")
+
+        def span(result):
+            [request] = result.run_requests
+            return request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]
+
+        def launch(result):
+            [request] = result.run_requests
+            assert job.execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags).success
+
+        first = tick_of(defs, instance)
+        assert span(first) == (min(map(local, february)).isoformat(), max(map(local, february)).isoformat())
+        launch(first)
+        second = tick_of(defs, instance, first.cursor)
+        assert span(second) == (first_after_gap.isoformat(), expected_end.isoformat())
+        # one run at a time: while one of the source's runs is in progress, nothing more is requested
+        queued = create_run_for_test(instance, job_name="bemp_live", status=DagsterRunStatus.STARTED, tags={"bemp/poll": "gateway"})
+        held = tick_of(defs, instance, second.cursor)
+        assert held.run_requests == [] and held.skip_message.startswith(f"gateway: run {queued.run_id} still in flight")
+        instance.delete_run(queued.run_id)
+        launch(second)
+        third = tick_of(defs, instance, held.cursor)  # continues the day after the last run's days
+        assert span(third) == ((expected_end + timedelta(days=1)).isoformat(), max(map(local, later)).isoformat())
+
+
+def test_ipanel_first_poll_spans_its_trips_and_charges_bounded(servers, tmp_path):
+    """iPanel is probed on trips and charges: the first request starts at the older of the two
+    and ends at the last record of either within max_days_per_run site days."""
+    max_days = load_config(CONFIG_DIR).live_sources.max_days_per_run
+    rome = ZoneInfo("Europe/Rome")
+    days = sorted(datetime.fromisoformat(r["date"].replace("Z", "+00:00")).astimezone(rome).date()
+                  for name in ("trips", "charges") for r in read_rows(SAMPLE / "ipanel" / f"{name}.csv.gz"))
+    expected = (days[0], max(d for d in days if d < days[0] + timedelta(days=max_days)))
+    defs = build_definitions(make_settings(tmp_path / "home"))
+    with instance_for_test() as instance:
+        result = defs.resolve_sensor_def("ipanel_sensor").evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+    [request] = result.run_requests
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == tuple(d.isoformat() for d in expected)
+    assert {tuple(k.path) for k in request.asset_selection} == {("raw", "ipanel_trips"), ("raw", "ipanel_charger_status"), ("raw", "ipanel_charges")}
+
+
+def test_max_days_per_run_is_validated(tmp_path):
+    import shutil
+
+    from bemp_assets.domain.config import ConfigError
+
+    folder = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, folder)
+    live_yaml = folder / "live.yaml"
+    live_yaml.write_text(live_yaml.read_text().replace("max_days_per_run: 31", "max_days_per_run: 0"))
+    with pytest.raises(ConfigError) as err:
+        load_config(folder)
+    assert "live.yaml: key 'live_sources.max_days_per_run'" in str(err.value) and "greater than or equal to 1" in str(err.value)

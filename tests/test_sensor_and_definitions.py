@@ -37,7 +37,75 @@ def test_sensor_requests_each_file_version_once(settings):
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
     changed = evaluate(defs, first.cursor)
     assert len(changed.run_requests) == 1 and changed.run_requests[0].run_key != request.run_key
-    assert json.loads(changed.cursor)["reach_residential4_2016-11.csv"].startswith(str(target.stat().st_mtime_ns))
+    assert json.loads(changed.cursor)["reach_residential4_2016-11.csv"]["version"].startswith(str(target.stat().st_mtime_ns))
+
+
+REACH = ["reach_residential4_2016-10.csv", "reach_residential4_2016-11.csv"]
+
+
+def test_sensor_requests_nothing_that_a_run_ingested_in_full(settings, monkeypatch):
+    """`bemp run` ingests the REACH exports; the sensor then requests nothing for them, one run
+    for a rewritten file, and nothing for a file only touched."""
+    import sensors.inbox
+    from bemp_assets.cli import run
+
+    settings.inbox.mkdir(parents=True)
+    for name in REACH:
+        shutil.copy2(SAMPLE / name, settings.inbox)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    hashed = []
+    real_hash = sensors.inbox.sha256_of
+    monkeypatch.setattr(sensors.inbox, "sha256_of", lambda path: hashed.append(path.name) or real_hash(path))
+    with instance_for_test() as instance:
+        def tick(cursor):
+            return sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        assert run(settings, None, None, None, instance=instance, refresh_status=False) == 0
+        first = tick(None)
+        assert first.run_requests == [] and first.skip_message == f"2 new or changed file(s) already in the warehouse: {', '.join(REACH)}"
+        assert sorted(hashed) == REACH
+        hashed.clear()
+        unchanged = tick(first.cursor)
+        assert unchanged.run_requests == [] and unchanged.skip_message == "no new or changed files"
+        assert hashed == []  # unchanged files are not read again
+
+        # one value rewritten in the November export: exactly one run, for that file, over its days +-1
+        target = settings.inbox / REACH[1]
+        text = target.read_text(encoding="utf-8")
+        target.write_text(text.replace('"2384,7600"', '"2384,7700"', 1), encoding="utf-8")
+        assert target.read_text(encoding="utf-8") != text
+        changed = tick(first.cursor)
+        assert [r.tags["bemp/file"] for r in changed.run_requests] == [REACH[1]]
+        tags = changed.run_requests[0].tags
+        assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2016-10-31", "2016-11-12")
+        assert {tuple(k.path) for k in changed.run_requests[0].asset_selection} == {
+            ("raw", "reach_residential"), ("clean", "measurements"), ("agg", "hourly"), ("agg", "daily")}
+        assert hashed == [REACH[1]]
+
+        # the October export touched, content unchanged: nothing to do
+        other = settings.inbox / REACH[0]
+        os.utime(other, ns=(other.stat().st_atime_ns, other.stat().st_mtime_ns + 10**9))
+        touched = tick(changed.cursor)
+        assert touched.run_requests == [] and touched.skip_message.endswith(f"already in the warehouse: {REACH[0]}") and json.loads(touched.cursor)[REACH[0]]["version"].startswith(str(other.stat().st_mtime_ns))
+
+
+def test_a_run_over_part_of_a_file_does_not_count_as_ingested(settings):
+    from bemp_assets.cli import run
+
+    settings.inbox.mkdir(parents=True)
+    shutil.copy2(SAMPLE / REACH[1], settings.inbox)
+    defs = build_definitions(settings)
+    with instance_for_test() as instance:
+        assert run(settings, "2016-11-03", "2016-11-05", None, instance=instance, refresh_status=False) == 0
+        result = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(
+            build_sensor_context(instance=instance, cursor=None, definitions=defs))
+        assert [r.tags["bemp/file"] for r in result.run_requests] == [REACH[1]]
+        # the full span (file days 1..11 Nov, +-1) does count
+        assert run(settings, "2016-10-31", "2016-11-12", None, instance=instance, refresh_status=False) == 0
+        again = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(
+            build_sensor_context(instance=instance, cursor=None, definitions=defs))
+        assert again.run_requests == []
 
 
 def test_sensor_skips_unreadable_file_with_a_reason(settings):

@@ -5,6 +5,7 @@ blocking completeness check: a day below its threshold stops whatever depends on
 """
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, BackfillPolicy, MaterializeResult, PartitionsDefinition, asset
 
+from bemp_assets.automation import follows_upstream
 from bemp_assets.checks import evaluate_rules, specs
 from bemp_assets.domain.chains import chains_version
 from bemp_assets.domain.config import BempConfig
@@ -22,7 +23,8 @@ def build_agg_assets(partitions: PartitionsDefinition, clean_key: AssetKey, conf
     # a sum and how coverage is counted: a chain change makes the aggregates change too.
     version = f"{AGG_VERSION}-{chains_version(config.filter_chains)}"
     common = dict(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(), pool=WAREHOUSE_POOL,
-                  kinds={"duckdb"}, group_name="agg", code_version=version)
+                  kinds={"duckdb"}, group_name="agg", code_version=version,
+                  automation_condition=follows_upstream())
 
     @asset(key=["agg", "hourly"], deps=[clean_key], **common,
            description="agg.hourly: mean, min, max, sum (interval energy only), n and coverage per variable "

@@ -19,6 +19,7 @@ from dagster import (
     asset,
 )
 
+from bemp_assets.automation import follows_upstream
 from bemp_assets.checks import evaluate_rules, specs
 from bemp_assets.domain.chains import chains_version
 from bemp_assets.domain.config import BempConfig
@@ -42,6 +43,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
         pool=WAREHOUSE_POOL,
         kinds={"duckdb", "pandas"},
         code_version=chains_version(chains),
+        automation_condition=follows_upstream(),
         deps=[AssetDep(key, partition_mapping=neighbours) for key in raw_keys],
         metadata={"filter_chains": MetadataValue.json({c.name: c.version for c in chains})},
         check_specs=specs(["clean", "measurements"], ["duplicates"]),

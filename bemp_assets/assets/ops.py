@@ -10,7 +10,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    AutomationCondition,
     MaterializeResult,
     MetadataValue,
     TableColumn,
@@ -18,6 +17,7 @@ from dagster import (
     asset,
 )
 
+from bemp_assets.automation import follows_upstream
 from bemp_assets.domain.commissioning import register_rules
 from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.settings import Settings
@@ -29,7 +29,7 @@ from .common import WAREHOUSE_POOL, column_schema
 
 def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Settings) -> list[AssetsDefinition]:
     common = dict(group_name="ops", pool=WAREHOUSE_POOL, kinds={"duckdb"}, deps=raw_keys,
-                  automation_condition=AutomationCondition.eager())
+                  automation_condition=follows_upstream())
 
     @asset(key=["ops", "installation_status"], **common,
            description="ops.installation_status: one row per device and per sensor, green (reporting), red (silent "

@@ -25,6 +25,7 @@ from bemp_assets.domain.config import BempConfig, SourceConfig
 from bemp_assets.domain.parsing import parse_file
 from bemp_assets.domain.warehouse import ingest
 from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.inbox_ledger import file_span, record_ingested, sha256_of
 from resources import CsvInboxResource, WarehouseResource
 
 from .common import WAREHOUSE_POOL, run_window, table_metadata
@@ -56,6 +57,7 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
     def raw_source(context: AssetExecutionContext, warehouse: WarehouseResource, inbox: CsvInboxResource):
         start, end = run_window(context)
         files = inbox.files(source, config)
+        hashes = {f.name: sha256_of(f.path) for f in files}  # before parsing: a later rewrite shows as a new hash
         context.log.info(f"{source.name}: {len(files)} file(s) in the inbox, window {start} .. {end}")
         with warehouse.session() as con:
             parsed = []
@@ -78,6 +80,12 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
                 where=f"variable_id IN (SELECT variable_id FROM meta.variables WHERE source = '{source.name}')")
         for warning in report.warnings:
             context.log.warning(warning)
+        # committed: record the files this window covered in full, for the inbox sensor
+        keys = context.partition_key_range
+        covered = {f.name: hashes[f.name] for f in files if f.name not in report.failed_files
+                   and (span := file_span(f.path, source, config, partitions)) and keys.start <= span[0] and span[1] <= keys.end}
+        record_ingested(context.instance, covered, context.run.run_id)
+        context.log.info(f"{source.name}: ingested in full (the inbox sensor will not request them again): {sorted(covered)}")
         metadata.update({
             "files": MetadataValue.json(report.files),
             "rows_read": report.rows_read,

@@ -236,6 +236,8 @@ class LiveSourcesConfig(Strict):
 
     poll_seconds: int = Field(60, ge=10, le=3600)
     repoll_days: int = Field(3, ge=1, le=60)
+    # a catch-up after a long silence is split into runs of at most this many days
+    max_days_per_run: int = Field(31, ge=1, le=366)
     gateway: LiveSourceSettings = LiveSourceSettings()
     ipanel: LiveSourceSettings = LiveSourceSettings()
 
