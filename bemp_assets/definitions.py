@@ -15,7 +15,7 @@ from bemp_assets.jobs import build_live_job, build_pipeline_job, build_status_jo
 from bemp_assets.partitions import daily_partitions
 from resources import CsvInboxResource, GatewayClient, IPanelClient, WarehouseResource
 from schedules import build_daily_schedule, build_live_repoll_schedule
-from sensors import build_inbox_sensor, build_live_sensors
+from sensors import build_inbox_sensor, build_live_sensors, build_run_hygiene_sensor
 
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
@@ -31,14 +31,19 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
     pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
     assets = [*csv_raw, *live_raw, clean, *aggregates, *ops]
+    # runs name their assets, so the automation sees what a run materialised (automation.py)
+    downstream = [clean.key, *(a.key for a in aggregates)]
+    pipeline_assets, live_assets = [*(a.key for a in csv_raw), *downstream], [*live_keys, *downstream]
     return Definitions(
         assets=assets,
         jobs=[pipeline, live, status],
-        schedules=[build_daily_schedule(pipeline, partitions), build_live_repoll_schedule(live, partitions, config)],
+        schedules=[build_daily_schedule(pipeline, partitions, pipeline_assets),
+                   build_live_repoll_schedule(live, partitions, config, live_assets)],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
             *build_live_sensors(live, partitions, config),
             build_automation_sensor(assets),
+            build_run_hygiene_sensor(),
         ],
         # every warehouse step holds the one `duckdb` pool slot, so steps run one at a time
         # anyway: one process per run keeps them cheap and gives run hygiene one pid to watch

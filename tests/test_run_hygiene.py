@@ -215,3 +215,25 @@ def test_a_damaged_warehouse_fails_at_once_with_what_to_do(tmp_path):
     assert f"warehouse {site.warehouse} is damaged or not a DuckDB file" in run.stdout + run.stderr
     failed_steps = [line for line in (run.stdout + run.stderr).splitlines() if "STEP_FAILURE" in line]
     assert failed_steps, "the first warehouse step fails"
+
+
+def test_the_hygiene_sensor_fails_a_dead_run_and_frees_its_slot(tmp_path):
+    from dagster import build_sensor_context
+
+    from sensors import build_run_hygiene_sensor
+
+    site = Site(tmp_path)
+    instance = site.instance()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = hold_pool_slot(instance, gone.pid)
+    sensor = build_run_hygiene_sensor()
+
+    first = sensor(build_sensor_context(instance=instance))
+    second = sensor(build_sensor_context(instance=instance))
+
+    assert first.skip_message == f"marked 1 dead run(s) failed and freed their pool slots: {dead}"
+    assert second.skip_message == "every in-flight run has a live process"
+    assert instance.get_run_by_id(dead).status == DagsterRunStatus.FAILURE
+    info = instance.event_log_storage.get_concurrency_info("duckdb")
+    assert info.claimed_slots == [] and info.pending_steps == []
