@@ -43,14 +43,18 @@ REACH_TIME_FORMAT = "%H:%M:%S %d/%m/%Y"
 COMMA_NUMBER = r"[-+]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?"
 DOT_NUMBER = r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?([eE][-+]?\d+)?"
 REJECT_COLUMNS = ["line", "field", "raw_text", "reason"]
-# control characters (tab excepted) make a text field or a header unusable
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-CONTROL_SQL = "[\\x00-\\x1f\\x7f]"  # RE2, in SQL: tab included (a device name holds none)
+# control characters (C0, DEL, C1; tab excepted) make a header unusable
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+CONTROL_SQL = "[\\x00-\\x1f\\x7f-\\x9f]"  # RE2, for device and parameter names: tab included
 SCAN_BLOCK = 1 << 20
 HEADER_LIMIT = 64 * 1024
 # a delimiter no meter export contains: DuckDB then returns each physical line as one field
 LINE_DELIM = "\x1f\x1e\x1d\x1c"
+MAX_LINE = 64 << 20   # bytes a line may have to be shown in a reject (DuckDB's CSV rows stop at 2 MB)
+SHOWN_TEXT = 4096     # characters of a rejected line kept in raw.rejects.raw_text
 UTF8 = ("utf-8", "utf-8-sig")
+# what DuckDB raises when a file's content defeats its CSV reader (not I/O or memory trouble)
+CONTENT_ERRORS = (duckdb.InvalidInputException, duckdb.BinderException, duckdb.ConversionException)
 
 
 class FileShapeError(ValueError):
@@ -237,7 +241,8 @@ def read_header(path: Path, encoding: str = "utf-8-sig", name: str | None = None
     if control:
         raise FileShapeError(f"{name}: line 1: control character 0x{ord(control.group()):02x} at position "
                              f"{control.start() + 1} of the header: not a CSV text file (binary, or another encoding?)")
-    header = [column.strip() for column in next(csv.reader(io.StringIO(first)))]
+    # an unnamed column (a trailing comma) gets DuckDB's positional name
+    header = [column.strip() or f"column{i}" for i, column in enumerate(next(csv.reader(io.StringIO(first))), start=1)]
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise FileShapeError(f"{name}: line 1: column name(s) {repeated} appear more than once in the header")
@@ -325,9 +330,11 @@ def _range_reason(local: str, bounds: TimeRange) -> str:
     return f"'time ' || strftime({local}, '%Y-%m-%d %H:%M:%S') || ' is outside ' || {_sql_str(bounds.label)}"
 
 
-def _date_reason(local: str, raw: str, expected: str, bounds: TimeRange) -> str:
+def _date_reason(local: str, raw: str, column: str, expected: str, bounds: TimeRange) -> str:
+    """CASE branches rejecting a line by its timestamp: the header again, unreadable, out of range."""
     outside, why = _outside(local, bounds)
     return f"""
+        WHEN {raw} = {_sql_str(column)} THEN 'the header repeated on this line (files joined together?)'
         WHEN {local} IS NULL THEN 'bad date ' || {_quoted(raw)} || {_sql_str(': expected ' + expected)}
         WHEN {outside} THEN {why}"""
 
@@ -345,7 +352,7 @@ class _FileReader:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, text: TextScan, header: list[str], prefix: str):
         self.con, self.text, self.header, self.prefix = con, text, header, prefix
-        self.blank_lines, self._text_loaded, self._mapped = 0, False, False
+        self.lines, self.blank_lines, self._text_loaded, self._mapped = text.lines, 0, False, False
         options = f", store_rejects = true, rejects_table = '{prefix}_rej', rejects_scan = '{prefix}_scan'"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_csv AS SELECT * FROM {read_csv_sql(text.path, header, options)}")
         self.rows = con.execute(f"SELECT count(*) FROM {prefix}_csv").fetchall()[0][0]
@@ -358,22 +365,27 @@ class _FileReader:
         if self.rows + 1 == text.lines and not structural:
             return  # the usual case: row i is line i + 2
         self.load_text()
-        total, self.blank_lines = con.execute(
+        # DuckDB's count: it also ends lines at a lone carriage return
+        self.lines, self.blank_lines = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE text IS NULL AND line > 1) FROM {prefix}_text").fetchall()[0]
-        if self.rows + structural + self.blank_lines + 1 != total:
+        if self.rows + structural + self.blank_lines + 1 != self.lines:
             self._split_lines()
         else:
             self._map(f"SELECT line FROM {prefix}_text WHERE line > 1 AND text IS NOT NULL "
                       f"AND line NOT IN (SELECT line FROM {prefix}_struct)")
 
     def load_text(self) -> None:
-        """``<prefix>_text``(line, text): every physical line as written (NULL when empty)."""
+        """``<prefix>_text``(line, text): every physical line as written (NULL when empty).
+
+        Not strict: a line holding LINE_DELIM keeps its place, its text cut there. A line
+        longer than MAX_LINE makes the file unreadable (DuckDB raises)."""
         if self._text_loaded:
             return
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.prefix}_lines_raw AS
             SELECT l AS text FROM read_csv({_sql_str(str(self.text.path))}, header = false, auto_detect = false,
-                columns = {{'l': 'VARCHAR'}}, delim = {_sql_str(LINE_DELIM)}, quote = '', escape = '')
+                columns = {{'l': 'VARCHAR'}}, delim = {_sql_str(LINE_DELIM)}, quote = '', escape = '',
+                strict_mode = false, max_line_size = {MAX_LINE})
         """)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.prefix}_text AS "
                          f"SELECT rowid + 1 AS line, text FROM {self.prefix}_lines_raw")
@@ -453,7 +465,7 @@ def _reach_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) ->
                    WHEN coalesce(f.original, '') = '' THEN 'missing parameter (Parametro)'
                    WHEN regexp_matches(f.device, '{CONTROL_SQL}') THEN 'control character in the device (Dispositivo)'
                    WHEN regexp_matches(f.original, '{CONTROL_SQL}') THEN 'control character in the parameter (Parametro)'
-                   {_date_reason('f.local_ts', 'f.raw_date', 'HH:MM:SS DD/MM/YYYY', bounds)}
+                   {_date_reason('f.local_ts', 'f.raw_date', 'Data', 'HH:MM:SS DD/MM/YYYY', bounds)}
                    {_value_reason('f.value', 'f.raw_value', source, ': expected a decimal-comma number such as 12,8900')}
                END AS reason
         FROM f LEFT JOIN {p}_params m ON m.original = f.original
@@ -477,7 +489,7 @@ def _wide_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> 
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_wl AS
         SELECT *, {empty} AS empty_cells,
-               CASE {_date_reason('local_ts', 'raw_date', 'format ' + spec.format, bounds)} END AS date_reason
+               CASE {_date_reason('local_ts', 'raw_date', spec.column, 'format ' + spec.format, bounds)} END AS date_reason
         FROM (SELECT rowid AS rid, {local} AS local_ts, trim({ident(spec.column)}) AS raw_date, {', '.join(cells)}
               FROM {p}_csv)
     """)
@@ -525,13 +537,19 @@ def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig,
             _parse_rows(reader, parsed, header, source, tz, bounds)
         except FileShapeError as exc:
             _rejected_whole(parsed, str(exc), exc.line, text.error_text or first_line_text(path, source.encoding))
-        except duckdb.InvalidInputException as exc:  # DuckDB's CSV reader gave up on the file
+        except CONTENT_ERRORS as exc:  # DuckDB's CSV reader gave up on the file
             con.execute(f"DROP TABLE IF EXISTS {prefix}")
-            reason = f"{path.name}: not readable as CSV: {str(exc).splitlines()[0]}"
+            reason = f"{path.name}: not readable as CSV: {_duckdb_reason(exc)}"
             _rejected_whole(parsed, reason, 0, first_line_text(path, source.encoding))
         finally:
             _drop_stages(con, prefix)
     return parsed
+
+
+def _duckdb_reason(exc: duckdb.Error) -> str:
+    """DuckDB's CSV error without the offending line (it may be megabytes) and the hints."""
+    lines = [t for t in str(exc).splitlines() if t.strip() and not t.startswith(("Original Line", "Possible", "*", " "))]
+    return ": ".join(lines[:2])
 
 
 def _rejected_whole(parsed: ParsedFile, reason: str, line: int, raw_text: str) -> None:
@@ -551,7 +569,7 @@ def _drop_stages(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
 def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], source: SourceConfig,
                 tz: str, bounds: TimeRange) -> None:
     con, prefix = reader.con, reader.prefix
-    parsed.blank_lines = reader.blank_lines
+    parsed.lines, parsed.blank_lines = reader.lines, reader.blank_lines
     if source.format == "wide":
         known = {source.timestamp.column, *source.ignore_columns, *(c.column for c in source.columns)}
         extra = [h for h in header if h not in known]
@@ -629,6 +647,7 @@ def _rejects(reader: _FileReader) -> pd.DataFrame:
         return pd.DataFrame(columns=REJECT_COLUMNS)
     reader.load_text()
     return con.execute(f"""
-        SELECT r.line::BIGINT AS line, r.field, t.text AS raw_text, r.reason
+        SELECT r.line::BIGINT AS line, r.field,
+               CASE WHEN length(t.text) > {SHOWN_TEXT} THEN left(t.text, {SHOWN_TEXT}) || '…' ELSE t.text END AS raw_text, r.reason
         FROM {p}_rejects r LEFT JOIN {p}_text t USING (line) ORDER BY r.line, r.field
     """).df()
