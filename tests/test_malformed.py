@@ -261,7 +261,7 @@ def test_bad_encoding_or_magnitude_names_file_and_key(tmp_path, key, value, expe
     assert "sources.yaml" in str(err.value) and f"sources[2].{key}" in str(err.value) and expected in str(err.value)
 
 
-def test_a_bad_file_does_not_take_the_good_file_down(tmp_path):
+def test_a_bad_file_does_not_take_the_good_file_down(tmp_path, capsys):
     """`bemp run` without dates: a latin-1 file (utf-8 declared) and a binary file beside a good
     file of the same source. The run succeeds, every good row is stored and flows downstream,
     the bad files are one reject each and are named in the metadata and the WARN check."""
@@ -273,6 +273,7 @@ def test_a_bad_file_does_not_take_the_good_file_down(tmp_path):
     (settings.inbox / "meter_good.csv").write_bytes(text(H, *good, r("10:00:00 31/12/9999", "1,5", device="m1")))
     with instance_for_test() as instance:
         assert run(settings, None, None, None, instance=instance) == 0
+        printed = capsys.readouterr().out
         key = AssetKey(["raw", "reach_meters"])
         metadata = instance.get_latest_materialization_event(key).asset_materialization.metadata
         check = AssetCheckKey(key, "files_parsed")
@@ -290,3 +291,5 @@ def test_a_bad_file_does_not_take_the_good_file_down(tmp_path):
     assert values == {"rows_read": 33, "stored": 30, "rejected_rows": 3, "folded_duplicates": 0, "outside_window": 0}
     assert evaluation.passed is False and evaluation.severity.value == "WARN"
     assert "meter_latin.csv" in evaluation.metadata["observed_worst"].value
+    failed_line = next(t for t in printed.splitlines() if "check failed: raw/reach_meters files_parsed (WARN)" in t)
+    assert "meter_latin.csv: line 2: not valid utf-8" in failed_line and "meter_binary.csv: line 1" in failed_line
