@@ -236,7 +236,8 @@ def read_header(path: Path, encoding: str = "utf-8-sig", name: str | None = None
     except UnicodeDecodeError as exc:
         raise FileShapeError(f"{name}: line 1: not valid {encoding} at byte {exc.start}") from None
     if not first.strip():
-        raise FileShapeError(f"{name}: line 1: empty file, expected a CSV header")
+        what = "empty file" if Path(path).stat().st_size == 0 else "empty line"
+        raise FileShapeError(f"{name}: line 1: {what}, expected a CSV header")
     control = CONTROL.search(first)
     if control:
         raise FileShapeError(f"{name}: line 1: control character 0x{ord(control.group()):02x} at position "
@@ -526,23 +527,33 @@ def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig,
     a reading outside it is rejected with that reason.
     """
     path = Path(path)
-    with utf8_text(path, source) as text:
-        parsed = ParsedFile(path=path, source=source.name, sha256=text.sha256, lines=text.lines)
-        reader = None
-        try:
-            if text.error:
-                raise FileShapeError(text.error, line=0)
-            header = check_header(text, source)
-            reader = _FileReader(con, text, header, prefix)
-            _parse_rows(reader, parsed, header, source, tz, bounds)
-        except FileShapeError as exc:
-            _rejected_whole(parsed, str(exc), exc.line, text.error_text or first_line_text(path, source.encoding))
-        except CONTENT_ERRORS as exc:  # DuckDB's CSV reader gave up on the file
-            con.execute(f"DROP TABLE IF EXISTS {prefix}")
-            reason = f"{path.name}: not readable as CSV: {_duckdb_reason(exc)}"
-            _rejected_whole(parsed, reason, 0, first_line_text(path, source.encoding))
-        finally:
-            _drop_stages(con, prefix)
+    try:
+        with utf8_text(path, source) as text:
+            return _parse_text(con, text, path, source, tz, prefix, bounds)
+    except OSError as exc:  # unreadable (permissions, vanished): a reject too, not a failed source
+        parsed = ParsedFile(path=path, source=source.name, sha256="")
+        _rejected_whole(parsed, f"{path.name}: cannot be read: {exc.strerror or exc}", 0, "")
+        return parsed
+
+
+def _parse_text(con: duckdb.DuckDBPyConnection, text: TextScan, path: Path, source: SourceConfig, tz: str,
+                prefix: str, bounds: TimeRange) -> ParsedFile:
+    """The scanned file into temp table ``prefix``, or rejected whole with the reason."""
+    parsed = ParsedFile(path=path, source=source.name, sha256=text.sha256, lines=text.lines)
+    try:
+        if text.error:
+            raise FileShapeError(text.error, line=0)
+        header = check_header(text, source)
+        reader = _FileReader(con, text, header, prefix)
+        _parse_rows(reader, parsed, header, source, tz, bounds)
+    except FileShapeError as exc:
+        _rejected_whole(parsed, str(exc), exc.line, text.error_text or first_line_text(path, source.encoding))
+    except CONTENT_ERRORS as exc:  # DuckDB's CSV reader gave up on the file
+        con.execute(f"DROP TABLE IF EXISTS {prefix}")
+        reason = f"{path.name}: not readable as CSV: {_duckdb_reason(exc)}"
+        _rejected_whole(parsed, reason, 0, first_line_text(path, source.encoding))
+    finally:
+        _drop_stages(con, prefix)
     return parsed
 
 
