@@ -203,6 +203,33 @@ def test_malformed_file(case, config, tmp_path):
     assert all(raw == shown(lines[line - 1]) for line, _, _, raw in rejects)
 
 
+def test_line_by_line_reading_matches_duckdbs(config, tmp_path):
+    """An unterminated quote makes the parser split the file line by line: every other line
+    must read exactly as DuckDB's CSV reader reads it without that line (quotes, escaped
+    quotes, commas, spaces, empty and bad fields)."""
+    body = [r("10:00", "1.234,5", device='"Quadro ""A"", piano 2"'), r("10:01", "2,5", device=" d2 "),
+            'd3,Tensione,10:02:00 01/11/2016,230', 'd3,,10:03:00 01/11/2016,"1,0"', r("10:04", "x"),
+            '"d4",Corrente,"10:05:00 01/11/2016","3,25"', r("10:06", "1,5") + ",extra"]
+    source = config.source("reach_meters")
+    clean, broken = tmp_path / "clean.csv", tmp_path / "broken.csv"
+    clean.write_bytes(text(H, *body))
+    broken.write_bytes(text(H, r("09:59", "1,5")[:-1], *body))
+
+    def read(path, prefix):
+        parsed = parse_file(con, path, source, "Europe/Rome", prefix)
+        rows = con.execute(f"SELECT variable_id, ts, value, line FROM {prefix} ORDER BY line").fetchall()
+        return rows, parsed.rejects[["line", "reason"]].values.tolist()
+
+    with prepare(duckdb.connect(str(tmp_path / "warehouse.duckdb"))) as con:
+        (rows, rejects), (split_rows, split_rejects) = read(clean, "a"), read(broken, "b")
+    assert [v for v, *_ in rows] == ['Quadro "A", piano 2.active_power', "d2.active_power", "d3.voltage", "d4.current"]
+    assert split_rows == [(v, ts, value, line + 1) for v, ts, value, line in rows]
+    assert [line for line, _ in rejects] == [5, 6, 8] and [line for line, _ in split_rejects] == [2, 6, 7, 9]
+    # the same bad value or field is rejected for the same reason, whichever reader split the line
+    assert [reason for _, reason in split_rejects[1:3]] == [reason for _, reason in rejects[:2]]
+    assert "unterminated quote" in split_rejects[0][1] and "expected 4 fields" in split_rejects[3][1]
+
+
 def test_latin1_names_survive_transcoding(config, tmp_path):
     source = config.source("reach_meters").model_copy(update={"encoding": "latin-1"})
     path = tmp_path / "latin.csv"
