@@ -7,6 +7,8 @@ traceback deep inside an asset run.
 """
 from __future__ import annotations
 
+import codecs
+import math
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -51,8 +53,27 @@ def _check_timezone(value: Any) -> str:
     return str(value)
 
 
+def _check_encoding(value: Any) -> str:
+    """A text codec Python knows (``utf-8``, ``latin-1``, ``cp1252``, ``utf-16``, ...), by its canonical name."""
+    try:
+        codec = codecs.lookup(str(value))
+    except LookupError:
+        codec = None
+    if codec is None or not getattr(codec, "_is_text_encoding", True):
+        raise ValueError(f"expected a text encoding such as 'utf-8', 'latin-1', 'cp1252' or 'utf-16', got {value!r}")
+    return codec.name
+
+
+def _check_magnitude(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a positive finite number such as 1e12, got {value!r}")
+    return float(value)
+
+
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 TimeZone = Annotated[str, BeforeValidator(_check_timezone)]
+Encoding = Annotated[str, BeforeValidator(_check_encoding)]
+Magnitude = Annotated[float, BeforeValidator(_check_magnitude)]
 
 
 class Strict(BaseModel):
@@ -113,6 +134,8 @@ class SourceConfig(Strict):
     timestamp: TimestampSpec | None = None
     columns: list[WideColumn] = Field(default_factory=list)
     ignore_columns: list[str] = Field(default_factory=list)
+    encoding: Encoding = Field("utf-8", description="text encoding of the files; utf-8 also accepts a byte-order mark")
+    max_abs_value: Magnitude = Field(1e12, description="a reading with a larger magnitude is rejected, not stored")
 
     @model_validator(mode="after")
     def _shape_fields(self) -> "SourceConfig":

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import pandas as pd
-
 from .config import BempConfig, SourceConfig
-from .parsing import REACH_TIME_FORMAT, FileShapeError, check_header
+from .parsing import REACH_TIME_FORMAT, FileShapeError, check_header, ident, partition_range, read_csv_sql, utf8_text
 
 
 @dataclass(frozen=True)
@@ -56,26 +54,34 @@ def files_of(source: SourceConfig, config: BempConfig, inbox: Path) -> list[Inbo
     return [f for f in list_inbox(inbox) if source_for(f.name, config) is source]
 
 
-def file_days(path: Path, source: SourceConfig, config: BempConfig) -> tuple[date, date] | None:
+def file_days(path: Path, source: SourceConfig, config: BempConfig,
+              now: datetime | None = None) -> tuple[date, date] | None:
     """First and last site-local day the file may touch, padded by one day on each side.
 
     Reads only the timestamp column, in an in-memory DuckDB. The padding covers time-zone
     differences between source and site, end-of-interval labels, and the previous day whose
-    clean data depends on this day's first counter reading. None when the file has no
-    readable timestamp (its run will report why).
+    clean data depends on this day's first counter reading. Only timestamps near the
+    partitions count (a row dated 9999 is a reject, not a day to run). None when the file has
+    no such timestamp or cannot be read at all (its run will report why); never raises on a
+    file's content.
     """
-    try:
-        check_header(path, source)
-    except FileShapeError:
-        return None
     column, fmt = ("Data", REACH_TIME_FORMAT) if source.format == "reach" else (source.timestamp.column, source.timestamp.format)
-    quoted = '"' + column.replace('"', '""') + '"'
-    with duckdb.connect() as con:
-        first, last = con.execute(
-            f"SELECT min(t), max(t) FROM (SELECT try_strptime(trim({quoted}), ?) AS t "
-            f"FROM read_csv(?, header = true, all_varchar = true, ignore_errors = true))",
-            [fmt, str(path)],
-        ).fetchone()
+    bounds = partition_range(config.site, now)
+    # local wall-clock bounds, two days wider than the partitions whatever the source's zone
+    lo, hi = ((edge + timedelta(days=shift)).replace(tzinfo=None) for edge, shift in ((bounds.start, -2), (bounds.end, 2)))
+    try:
+        with utf8_text(path, source) as text:
+            if text.error:
+                return None
+            header = check_header(text, source)
+            with duckdb.connect() as con:
+                first, last = con.execute(
+                    f"SELECT min(t)::DATE, max(t)::DATE FROM (SELECT try_strptime(trim({ident(column)}), ?) AS t "
+                    f"FROM {read_csv_sql(text.path, header, ', ignore_errors = true')}) WHERE t >= ? AND t < ?",
+                    [fmt, lo, hi],
+                ).fetchone()
+    except (FileShapeError, OSError, duckdb.Error):
+        return None
     if first is None:
         return None
-    return (pd.Timestamp(first).date() - timedelta(days=1), pd.Timestamp(last).date() + timedelta(days=1))
+    return first - timedelta(days=1), last + timedelta(days=1)

@@ -6,25 +6,35 @@ Two shapes are understood:
   ``HH:MM:SS DD/MM/YYYY``, decimal comma, one row per device, parameter and sample;
 * **wide exports**: a timestamp column plus one column per variable, described in config.
 
-The file is read by DuckDB's CSV reader with every field as text; numbers, dates and time
-zones are then parsed set-based in SQL. A row that cannot be read becomes a *reject* with its
-line number, raw text and reason; it never stops the rest of the file. A header that matches no
-known shape fails the whole file (:class:`ParsedFile.error`) and nothing of it is used.
+Each file is handled on its own. It is first scanned once (hash, line count, decoding in the
+source's ``encoding``; a non-UTF-8 file is transcoded to a temporary UTF-8 copy on the way), then
+read by DuckDB's CSV reader with every field as text; numbers, dates and time zones are parsed
+set-based in SQL. A line that cannot be used becomes a *reject* with its line number, its own
+text and a reason; it never stops the rest of the file. A file that cannot be decoded, is not
+text, or whose header matches no known shape is rejected whole (:class:`ParsedFile.error`, one
+reject row) and nothing of it is used. Nothing in a file's content raises.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import os
 import re
+import tempfile
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from itertools import chain
 from pathlib import Path
+from typing import Iterator
+from zoneinfo import ZoneInfo
 
 import duckdb
-import numpy as np
 import pandas as pd
 
-from .config import SourceConfig
+from .config import SiteConfig, SourceConfig
 from .timezones import localize
 
 REACH_HEADER = ["Dispositivo", "Parametro", "Data", "Valore"]
@@ -33,10 +43,52 @@ REACH_TIME_FORMAT = "%H:%M:%S %d/%m/%Y"
 COMMA_NUMBER = r"[-+]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?"
 DOT_NUMBER = r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?([eE][-+]?\d+)?"
 REJECT_COLUMNS = ["line", "field", "raw_text", "reason"]
+# control characters (C0, DEL, C1; tab excepted) make a header unusable
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+CONTROL_SQL = "[\\x00-\\x1f\\x7f-\\x9f]"  # RE2, for device and parameter names: tab included
+SCAN_BLOCK = 1 << 20
+HEADER_LIMIT = 64 * 1024
+# a delimiter no meter export contains: DuckDB then returns each physical line as one field
+LINE_DELIM = "\x1f\x1e\x1d\x1c"
+MAX_LINE = 64 << 20   # bytes a line may have to be shown in a reject (DuckDB's CSV rows stop at 2 MB)
+SHOWN_TEXT = 4096     # characters of a rejected line kept in raw.rejects.raw_text
+UTF8 = ("utf-8", "utf-8-sig")
+# what DuckDB raises when a file's content defeats its CSV reader (not I/O or memory trouble)
+CONTENT_ERRORS = (duckdb.InvalidInputException, duckdb.BinderException, duckdb.ConversionException)
 
 
 class FileShapeError(ValueError):
-    """The file's header matches no known shape; the whole file is rejected."""
+    """The file cannot be read as a CSV of its source; the whole file is rejected.
+
+    ``line`` is the line the reject row names: 1 for the header, 0 for the file as a whole."""
+
+    def __init__(self, message: str, line: int = 1):
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Instants a reading may have (UTC, ``start`` inclusive, ``end`` exclusive); ``label``
+    says in a reject which range it is."""
+
+    start: datetime
+    end: datetime
+    label: str
+
+
+# without a site: what pandas and every layer can represent, with room to spare
+SUPPORTED_RANGE = TimeRange(datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc),
+                            "the supported range 1900-01-01 .. 2199-12-31")
+
+
+def partition_range(site: SiteConfig, now: datetime | None = None) -> TimeRange:
+    """The partitions' span: ``site.start_date`` 00:00 up to the end of today, site-local."""
+    tz = ZoneInfo(site.timezone)
+    today = (now or datetime.now(timezone.utc)).astimezone(tz).date()
+    start = datetime.combine(site.start_date, time(), tz).astimezone(timezone.utc)
+    end = datetime.combine(today + timedelta(days=1), time(), tz).astimezone(timezone.utc)
+    return TimeRange(start, end, f"the partitions {site.start_date} .. {today} (site.start_date .. today, {site.timezone})")
 
 
 @dataclass
@@ -56,35 +108,155 @@ class ParsedFile:
     unique_keys: bool = False
     # what raw.measurements.source_file and raw.rejects name: the file name, or an API endpoint
     label: str = ""
+    lines: int = 0          # physical lines, header included
+    blank_lines: int = 0    # empty lines: nothing to read
+    missing_cells: int = 0  # empty value cells of wide lines that were read (not readings, not rejects)
 
     @property
     def name(self) -> str:
         return self.label or self.path.name
 
+    @property
+    def records(self) -> int:
+        """Readings and rejects this file yielded; each ends stored, folded, outside the run's
+        window (readings) or in raw.rejects (rejects). A file rejected whole yields one reject."""
+        return self.rows + len(self.rejects)
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+
+# --------------------------------------------------------------------------- bytes -> UTF-8 text
+
+@dataclass
+class TextScan:
+    """A file scanned once: its hash, physical lines, and a UTF-8 path DuckDB can read (the
+    file itself, or a transcoded temporary copy). ``error`` says why it is not text."""
+
+    name: str
+    path: Path
+    sha256: str
+    lines: int = 0
+    error: str | None = None
+    error_text: str = ""
+
+
+@contextmanager
+def utf8_text(path: Path, source: SourceConfig) -> Iterator[TextScan]:
+    """Scan ``path`` in the source's encoding, in bounded memory (1 MiB blocks).
+
+    UTF-8 files (a byte-order mark is allowed) are read in place. Any other encoding is
+    transcoded to a temporary UTF-8 copy, deleted on exit: DuckDB's own ``encoding`` option
+    knows only utf-8, utf-16 and latin-1 without a downloaded extension, and one UTF-8 path
+    keeps line numbers and raw text identical for every encoding.
+    """
+    codec = codecs.lookup(source.encoding).name
+    copy = None
+    if codec not in UTF8:
+        handle, name = tempfile.mkstemp(prefix="bemp-", suffix=".csv")
+        os.close(handle)
+        copy = Path(name)
+    try:
+        yield _scan(Path(path), source, codec, copy)
+    finally:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+
+
+def _scan(path: Path, source: SourceConfig, codec: str, copy: Path | None) -> TextScan:
+    digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder(codec)()
+    scan = TextScan(name=path.name, path=copy or path, sha256="")
+    newlines, offset, last = 0, 0, b""
+    with open(path, "rb") as src, (open(copy, "wb") if copy else nullcontext()) as out:
+        # the trailing None flushes the decoder: a character cut off at the end is an error too
+        for block in chain(iter(lambda: src.read(SCAN_BLOCK), b""), [None]):
+            data = block or b""
+            digest.update(data)
+            if scan.error is None:
+                try:
+                    text = decoder.decode(data, final=block is None)
+                except UnicodeDecodeError as exc:
+                    _decode_error(scan, exc, data, offset, newlines, source, codec)
+                else:
+                    if out:
+                        data = text.encode("utf-8")
+                        out.write(data)
+            newlines += data.count(b"\n")  # after a decoding error: the raw bytes' lines
+            last = data[-1:] or last
+            offset += len(block or b"")
+    scan.sha256 = digest.hexdigest()
+    scan.lines = newlines + (1 if last not in (b"", b"\n") else 0)
+    return scan
+
+
+def _decode_error(scan: TextScan, exc: UnicodeDecodeError, block: bytes, offset: int, newlines: int,
+                  source: SourceConfig, codec: str) -> None:
+    """Record where decoding failed: byte offset, line, and the text of that line."""
+    # the decoder's input is the bytes of a character begun in the previous block, then ``block``
+    at = exc.start - (len(exc.object) - len(block))
+    inside = min(max(at, 0), len(block))
+    line = newlines + block.count(b"\n", 0, inside) + 1
+    start, end = block.rfind(b"\n", 0, inside) + 1, block.find(b"\n", inside)
+    scan.error_text = printable(block[start:end if end >= 0 else len(block)].decode(codec, errors="backslashreplace"))
+    hint = " (it holds NUL bytes: a binary file, or UTF-16 text?)" if b"\x00" in block else ""
+    scan.error = (f"{scan.name}: line {line}: not valid {codec} at byte {offset + at} "
+                  f"(0x{exc.object[exc.start]:02x}){hint}; "
+                  f"declare `encoding:` for source '{source.name}' in sources.yaml (e.g. latin-1, cp1252)")
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` shortened, control characters written as \\xNN (for a reject of a whole file)."""
+    shown = "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
+def _first_line(path: Path) -> tuple[bytes, bool]:
+    """The first line's bytes (without its end) and whether it ended within HEADER_LIMIT."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        head = handle.read(HEADER_LIMIT)
+    end = re.search(rb"\r\n|\r|\n", head)
+    return (head[:end.start()], True) if end else (head, len(head) < HEADER_LIMIT)
 
 
-def read_header(path: Path) -> list[str]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        first = handle.readline()
+def first_line_text(path: Path, encoding: str = "utf-8") -> str:
+    """Line 1 as a reject shows it: decoded leniently, bounded, control characters escaped."""
+    raw, _ = _first_line(path)
+    codec = codecs.lookup(encoding).name
+    return printable(raw.decode("utf-8-sig" if codec in UTF8 else codec, errors="backslashreplace"))
+
+
+def read_header(path: Path, encoding: str = "utf-8-sig", name: str | None = None) -> list[str]:
+    """Header fields of an (ASCII-compatible) text file; FileShapeError for anything else.
+
+    Reads at most 64 KiB, so a binary file without line ends costs nothing."""
+    name = name or Path(path).name
+    raw, ended = _first_line(path)
+    if not ended:
+        raise FileShapeError(f"{name}: line 1: no line end in the first {HEADER_LIMIT // 1024} KiB: "
+                             "not a CSV header (binary file?)")
+    try:
+        first = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise FileShapeError(f"{name}: line 1: not valid {encoding} at byte {exc.start}") from None
     if not first.strip():
-        raise FileShapeError(f"{path.name}: line 1: empty file, expected a CSV header")
-    return [name.strip() for name in next(csv.reader(io.StringIO(first)))]
+        what = "empty file" if Path(path).stat().st_size == 0 else "empty line"
+        raise FileShapeError(f"{name}: line 1: {what}, expected a CSV header")
+    control = CONTROL.search(first)
+    if control:
+        raise FileShapeError(f"{name}: line 1: control character 0x{ord(control.group()):02x} at position "
+                             f"{control.start() + 1} of the header: not a CSV text file (binary, or another encoding?)")
+    # an unnamed column (a trailing comma) gets DuckDB's positional name
+    header = [column.strip() or f"column{i}" for i, column in enumerate(next(csv.reader(io.StringIO(first))), start=1)]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise FileShapeError(f"{name}: line 1: column name(s) {repeated} appear more than once in the header")
+    return header
 
 
-def check_header(path: Path, source: SourceConfig) -> list[str]:
+def check_header(text: TextScan, source: SourceConfig) -> list[str]:
     """Return the header, or raise FileShapeError saying what was expected."""
-    header = read_header(path)
+    header = read_header(text.path, name=text.name)
     if source.format == "reach":
         if header != REACH_HEADER:
             raise FileShapeError(
-                f"{path.name}: line 1: header {','.join(header)!r} matches no known shape; "
+                f"{text.name}: line 1: header {','.join(header)!r} matches no known shape; "
                 f"expected the REACH header {','.join(REACH_HEADER)!r} (source '{source.name}')"
             )
         return header
@@ -92,85 +264,180 @@ def check_header(path: Path, source: SourceConfig) -> list[str]:
     missing = [name for name in wanted if name not in header]
     if missing:
         raise FileShapeError(
-            f"{path.name}: line 1: header lacks column(s) {missing} that source '{source.name}' "
+            f"{text.name}: line 1: header lacks column(s) {missing} that source '{source.name}' "
             f"expects (timestamp column {source.timestamp.column!r} and the configured value columns)"
         )
     return header
 
 
+# --------------------------------------------------------------------------- SQL pieces
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    """A column name quoted for SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_csv_sql(path: Path, header: list[str], options: str = "") -> str:
+    """DuckDB's ``read_csv`` over a CSV with this header: every column text, ',' and '"'."""
+    columns = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in header) + "}"
+    return (f"read_csv({_sql_str(str(path))}, header = true, auto_detect = false, columns = {columns}, "
+            f"delim = ',', quote = '\"', escape = '\"'{options})")
+
+
+def _ts_sql(instant: datetime) -> str:
+    return f"TIMESTAMPTZ '{instant.astimezone(timezone.utc).isoformat()}'"
 
 
 def _number_sql(expr: str, decimal: str) -> str:
     """SQL turning trimmed text into DOUBLE, or NULL when it is not a number of that style."""
     if decimal == ",":
         return (f"CASE WHEN regexp_full_match({expr}, '{COMMA_NUMBER}') "
-                f"THEN CAST(replace(replace({expr}, '.', ''), ',', '.') AS DOUBLE) END")
+                f"THEN TRY_CAST(replace(replace({expr}, '.', ''), ',', '.') AS DOUBLE) END")
     return (f"CASE WHEN regexp_full_match({expr}, '{DOT_NUMBER}') "
-            f"THEN CAST(replace({expr}, ',', '') AS DOUBLE) END")
+            f"THEN TRY_CAST(replace({expr}, ',', '') AS DOUBLE) END")
 
+
+def _quoted(expr: str) -> str:
+    """``'text'`` for a reason, cut at 40 characters (a 400-digit number stays readable)."""
+    return (f"coalesce('''' || CASE WHEN length({expr}) > 40 THEN left({expr}, 40) || '…' ELSE {expr} END "
+            f"|| '''', 'NULL')")
+
+
+def _value_reason(value: str, raw: str, source: SourceConfig, expected: str) -> str:
+    """CASE branches rejecting a cell that is not a usable number: unreadable, not finite, too large."""
+    limit = source.max_abs_value
+    return f"""
+        WHEN {value} IS NULL THEN 'bad number ' || {_quoted(raw)} || {_sql_str(expected)}
+        WHEN NOT isfinite({value}) THEN 'number ' || {_quoted(raw)} || ' is not finite (beyond the range of a double)'
+        WHEN abs({value}) > {limit!r} THEN 'number ' || {_quoted(raw)}
+             || ' beyond ±{limit:g} (source ''{source.name}'' max_abs_value)'"""
+
+
+def _outside(local: str, bounds: TimeRange, margin_days: int = 3) -> tuple[str, str]:
+    """(condition, reason) for a local timestamp surely outside ``bounds``: checked before time
+    zones are applied (whatever the zone, it is more than ``margin_days`` away), so a date like
+    31/12/9999 never reaches pandas. The exact check follows on the UTC instant."""
+    lo = (bounds.start - timedelta(days=margin_days)).replace(tzinfo=None)
+    hi = (bounds.end + timedelta(days=margin_days)).replace(tzinfo=None)
+    return (f"({local} < TIMESTAMP '{lo.isoformat()}' OR {local} >= TIMESTAMP '{hi.isoformat()}')",
+            _range_reason(local, bounds))
+
+
+def _range_reason(local: str, bounds: TimeRange) -> str:
+    return f"'time ' || strftime({local}, '%Y-%m-%d %H:%M:%S') || ' is outside ' || {_sql_str(bounds.label)}"
+
+
+def _date_reason(local: str, raw: str, column: str, expected: str, bounds: TimeRange) -> str:
+    """CASE branches rejecting a line by its timestamp: the header again, unreadable, out of range."""
+    outside, why = _outside(local, bounds)
+    return f"""
+        WHEN {raw} = {_sql_str(column)} THEN 'the header repeated on this line (files joined together?)'
+        WHEN {local} IS NULL THEN 'bad date ' || {_quoted(raw)} || {_sql_str(': expected ' + expected)}
+        WHEN {outside} THEN {why}"""
+
+
+# --------------------------------------------------------------------------- the CSV reader
 
 class _FileReader:
-    """Reads one CSV into a temp table of text fields and maps table rows to file lines."""
+    """Reads one CSV into temp table ``<prefix>_csv`` (every field text) and maps its rows to
+    physical file lines (``<prefix>_lines``), so every line is a row, a reject or blank.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, header: list[str], prefix: str):
-        self.con, self.path, self.prefix = con, path, prefix
-        columns = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in header) + "}"
+    DuckDB's reader does the work. When its rows, rejects and blank lines do not add up to the
+    file's lines, some record spanned lines (an unterminated quote swallows the next line):
+    the file is then split line by line in SQL instead, each line judged on its own text.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, text: TextScan, header: list[str], prefix: str):
+        self.con, self.text, self.header, self.prefix = con, text, header, prefix
+        self.lines, self.blank_lines, self._text_loaded, self._mapped = text.lines, 0, False, False
+        options = f", store_rejects = true, rejects_table = '{prefix}_rej', rejects_scan = '{prefix}_scan'"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_csv AS SELECT * FROM {read_csv_sql(text.path, header, options)}")
+        self.rows = con.execute(f"SELECT count(*) FROM {prefix}_csv").fetchall()[0][0]
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {prefix}_csv AS
-            SELECT * FROM read_csv({_sql_str(str(path))}, header = true, auto_detect = false,
-                columns = {columns}, delim = ',', quote = '"', escape = '"',
-                store_rejects = true, rejects_table = '{prefix}_rej', rejects_scan = '{prefix}_scan')
+            CREATE OR REPLACE TEMP TABLE {prefix}_struct AS
+            SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; ') AS reason
+            FROM {prefix}_rej GROUP BY line
         """)
-        self.rows = con.execute(f"SELECT count(*) FROM {prefix}_csv").fetchone()[0]
-        self.structural = con.execute(f"""
-            SELECT line, trim(min(csv_line), chr(10) || chr(13)) AS raw_text,
-                   string_agg(DISTINCT error_type || ': ' || error_message, '; ') AS reason
-            FROM {prefix}_rej GROUP BY line ORDER BY line
-        """).df()
-        self._data: bytes | None = None
-        self._lines = self._line_numbers()
+        structural = con.execute(f"SELECT count(*) FROM {prefix}_struct").fetchall()[0][0]
+        if self.rows + 1 == text.lines and not structural:
+            return  # the usual case: row i is line i + 2
+        self.load_text()
+        # DuckDB's count: it also ends lines at a lone carriage return
+        self.lines, self.blank_lines = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE text IS NULL AND line > 1) FROM {prefix}_text").fetchall()[0]
+        if self.rows + structural + self.blank_lines + 1 != self.lines:
+            self._split_lines()
+        else:
+            self._map(f"SELECT line FROM {prefix}_text WHERE line > 1 AND text IS NOT NULL "
+                      f"AND line NOT IN (SELECT line FROM {prefix}_struct)")
 
-    def _bytes(self) -> bytes:
-        if self._data is None:
-            self._data = self.path.read_bytes()
-        return self._data
+    def load_text(self) -> None:
+        """``<prefix>_text``(line, text): every physical line as written (NULL when empty).
 
-    def _line_numbers(self) -> np.ndarray | None:
-        """File line of each table row, or None when it is simply rowid + 2 (the usual case)."""
-        data = self._bytes()
-        total = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        skipped = set(int(x) for x in self.structural["line"])
-        if self.rows + len(skipped) + 1 == total and not skipped:
-            return None
-        blank = {data.count(b"\n", 0, m.start()) + 1 for m in re.finditer(rb"(?m)^[ \t]*\r?$", data)}
-        skipped |= {b for b in blank if b <= total}
-        lines = np.array(sorted(set(range(2, total + 1)) - skipped), dtype=np.int64)
-        return lines if len(lines) == self.rows else np.arange(2, self.rows + 2)
+        Not strict: a line holding LINE_DELIM keeps its place, its text cut there. A line
+        longer than MAX_LINE makes the file unreadable (DuckDB raises)."""
+        if self._text_loaded:
+            return
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {self.prefix}_lines_raw AS
+            SELECT l AS text FROM read_csv({_sql_str(str(self.text.path))}, header = false, auto_detect = false,
+                columns = {{'l': 'VARCHAR'}}, delim = {_sql_str(LINE_DELIM)}, quote = '', escape = '',
+                strict_mode = false, max_line_size = {MAX_LINE})
+        """)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.prefix}_text AS "
+                         f"SELECT rowid + 1 AS line, text FROM {self.prefix}_lines_raw")
+        self.con.execute(f"DROP TABLE {self.prefix}_lines_raw")
+        self._text_loaded = True
+
+    def _map(self, lines_sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.prefix}_lines AS "
+                         f"SELECT row_number() OVER (ORDER BY line) - 1 AS rid, line FROM ({lines_sql})")
+        self._mapped = True
+
+    def _split_lines(self) -> None:
+        """Replace DuckDB's reading by one record per physical line: a line that is not exactly
+        the header's fields (quoted fields closing on the same line) is a structural reject."""
+        p, n = self.prefix, len(self.header)
+        cell = '("(?:[^"]|"")*"|[^,"]*)'
+        pattern = _sql_str("^" + ",".join([cell] * n) + "$")
+        names = "[" + ", ".join(f"'c{i}'" for i in range(n)) + "]"
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_split AS
+            SELECT line, text, regexp_matches(text, {pattern}) AS ok, regexp_extract(text, {pattern}, {names}) AS f
+            FROM {p}_text WHERE line > 1 AND text IS NOT NULL
+        """)
+        fields = ", ".join(
+            f"CASE WHEN starts_with(f.c{i}, '\"') THEN replace(f.c{i}[2:-2], '\"\"', '\"') ELSE f.c{i} END "
+            f"AS {ident(name)}" for i, name in enumerate(self.header))
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {p}_csv AS SELECT {fields} FROM {p}_split WHERE ok ORDER BY line")
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_struct AS
+            SELECT line, CASE WHEN (length(text) - length(replace(text, '"', ''))) % 2 = 1
+                              THEN 'unterminated quote: a quoted field must close on the line it opens'
+                              ELSE 'expected {n} fields separated by '','' (quoted where they hold a comma), as in the header'
+                         END AS reason
+            FROM {p}_split WHERE NOT ok
+        """)
+        self.rows = self.con.execute(f"SELECT count(*) FROM {p}_csv").fetchall()[0][0]
+        self._map(f"SELECT line FROM {p}_split WHERE ok")
+        self.con.execute(f"DROP TABLE {p}_split")
 
     def line_join(self, alias: str) -> tuple[str, str]:
-        """(JOIN clause, SQL expression) giving the file line of rows of ``alias`` by rowid."""
-        if self._lines is None:
+        """(JOIN clause, SQL expression) giving the file line of rows of ``alias`` by rid."""
+        if not self._mapped:
             return "", f"({alias}.rid + 2)"
-        frame = pd.DataFrame({"rid": np.arange(len(self._lines)), "line": self._lines})
-        self.con.register(f"{self.prefix}_lines_df", frame)
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.prefix}_lines AS SELECT * FROM {self.prefix}_lines_df")
-        self.con.unregister(f"{self.prefix}_lines_df")
         return f"LEFT JOIN {self.prefix}_lines l ON l.rid = {alias}.rid", "l.line"
 
-    def raw_text(self, lines: pd.Series) -> list[str]:
-        text = self._bytes().decode("utf-8", errors="replace").splitlines()
-        return [text[n - 1] if 0 < n <= len(text) else "" for n in lines]
 
-    def drop(self) -> None:
-        # the reject tables too: a later file parsed with the same prefix must not inherit them
-        for suffix in ("csv", "lines", "rej", "scan"):
-            self.con.execute(f"DROP TABLE IF EXISTS {self.prefix}_{suffix}")
+# --------------------------------------------------------------------------- the two shapes
 
-
-def _reach_rows(reader: _FileReader, source: SourceConfig) -> str:
-    """Temp table of REACH rows with parsed fields and a reason where they are bad."""
+def _reach_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> tuple[str, str]:
+    """Temp table of REACH rows with parsed fields and a reason where they are bad, and the
+    view of rows to localise (rid, series, local_ts)."""
     con, p = reader.con, reader.prefix
     params = pd.DataFrame([
         {"original": name, "parameter": spec.parameter, "unit": spec.unit, "kind": spec.kind,
@@ -179,6 +446,7 @@ def _reach_rows(reader: _FileReader, source: SourceConfig) -> str:
     ], columns=["original", "parameter", "unit", "kind", "category"])
     con.register(f"{p}_params", params)
     value = _number_sql("trim(Valore)", source.decimal_separator)
+    slug = "trim(regexp_replace(lower(f.original), '[^a-z0-9]+', '_', 'g'), '_')"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_rows AS
         WITH f AS (
@@ -189,93 +457,154 @@ def _reach_rows(reader: _FileReader, source: SourceConfig) -> str:
             FROM {p}_csv
         )
         SELECT f.rid, f.local_ts, f.value, f.device, f.original,
-               coalesce(m.parameter, trim(regexp_replace(lower(f.original), '[^a-z0-9]+', '_', 'g'), '_')) AS parameter,
+               coalesce(m.parameter, {slug}) AS parameter,
                m.unit, coalesce(m.kind, 'instantaneous') AS kind, coalesce(m.category, {_sql_str(source.category or '')}) AS category,
-               f.device || '.' || coalesce(m.parameter, trim(regexp_replace(lower(f.original), '[^a-z0-9]+', '_', 'g'), '_')) AS series,
+               f.device || '.' || coalesce(m.parameter, {slug}) AS series,
                '' AS field,
                CASE
                    WHEN coalesce(f.device, '') = '' THEN 'missing device (Dispositivo)'
                    WHEN coalesce(f.original, '') = '' THEN 'missing parameter (Parametro)'
-                   WHEN f.local_ts IS NULL THEN 'bad date ' || coalesce('''' || f.raw_date || '''', 'NULL')
-                        || ': expected HH:MM:SS DD/MM/YYYY'
-                   WHEN f.value IS NULL THEN 'bad number ' || coalesce('''' || f.raw_value || '''', 'NULL')
-                        || ': expected a decimal-comma number such as 12,8900'
+                   WHEN regexp_matches(f.device, '{CONTROL_SQL}') THEN 'control character in the device (Dispositivo)'
+                   WHEN regexp_matches(f.original, '{CONTROL_SQL}') THEN 'control character in the parameter (Parametro)'
+                   {_date_reason('f.local_ts', 'f.raw_date', 'Data', 'HH:MM:SS DD/MM/YYYY', bounds)}
+                   {_value_reason('f.value', 'f.raw_value', source, ': expected a decimal-comma number such as 12,8900')}
                END AS reason
         FROM f LEFT JOIN {p}_params m ON m.original = f.original
     """)
     con.unregister(f"{p}_params")
-    return f"{p}_rows"
+    # one row per line already: a view, nothing to group or store
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {p}_local AS SELECT rid, series, local_ts FROM {p}_rows WHERE reason IS NULL")
+    return f"{p}_rows", f"{p}_local"
 
 
-def _wide_rows(reader: _FileReader, source: SourceConfig) -> str:
-    """Temp table of wide-export cells (one row per timestamp and configured column)."""
+def _wide_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> tuple[str, str]:
+    """Temp table of wide-export records: one reject for a line whose timestamp is unusable,
+    else one row per non-empty configured cell; empty cells are counted per line
+    (``<prefix>_wl``.empty_cells). Also the view of lines to localise."""
     con, p, spec = reader.con, reader.prefix, source.timestamp
-    ts_col = '"' + spec.column.replace('"', '""') + '"'
-    local = f"try_strptime(trim({ts_col}), {_sql_str(spec.format)})"
+    local = f"try_strptime(trim({ident(spec.column)}), {_sql_str(spec.format)})"
     if spec.midnight_is_end_of_day:
         local = f"(CASE WHEN {local}::TIME = TIME '00:00' THEN {local} + INTERVAL 1 DAY ELSE {local} END)"
-    cells = []
-    for col in source.columns:
-        quoted = '"' + col.column.replace('"', '""') + '"'
-        cells.append(f"""
-            SELECT rowid AS rid, {local} AS local_ts, trim({ts_col}) AS raw_date,
-                   trim({quoted}) AS raw_value, {_number_sql(f'trim({quoted})', source.decimal_separator)} AS value,
-                   {_sql_str(source.device)} AS device, {_sql_str(col.column)} AS original,
+    cells = [f"trim({ident(c.column)}) AS v{i}" for i, c in enumerate(source.columns)]
+    empty = " + ".join(f"(coalesce(v{i}, '') = '')::INTEGER" for i in range(len(source.columns)))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_wl AS
+        SELECT *, {empty} AS empty_cells,
+               CASE {_date_reason('local_ts', 'raw_date', spec.column, 'format ' + spec.format, bounds)} END AS date_reason
+        FROM (SELECT rowid AS rid, {local} AS local_ts, trim({ident(spec.column)}) AS raw_date, {', '.join(cells)}
+              FROM {p}_csv)
+    """)
+    expected = f" in column {{}}: expected a number with '{source.decimal_separator}' as decimal mark"
+    records = [f"""
+        SELECT rid, local_ts, NULL::DOUBLE AS value, NULL AS original, NULL AS parameter, NULL AS unit,
+               NULL AS kind, NULL AS category, NULL AS series, {_sql_str(spec.column)} AS field, date_reason AS reason
+        FROM {p}_wl WHERE date_reason IS NOT NULL"""]
+    for i, col in enumerate(source.columns):
+        cell = f"v{i}"
+        value = _number_sql(cell, source.decimal_separator)
+        records.append(f"""
+            SELECT rid, local_ts, {value} AS value, {_sql_str(col.column)} AS original,
                    {_sql_str(col.parameter)} AS parameter, {_sql_str(col.unit) if col.unit else 'NULL'} AS unit,
                    {_sql_str(col.kind)} AS kind, {_sql_str(col.category or source.category or '')} AS category,
-                   {_sql_str(col.column)} AS field
-            FROM {p}_csv WHERE coalesce(trim({quoted}), '') <> ''""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {p}_rows AS
-        SELECT rid, local_ts, value, device, original, parameter, unit, kind, category,
-               device || '.' || parameter AS series,
-               CASE WHEN local_ts IS NULL THEN {_sql_str(spec.column)} ELSE field END AS field,
-               CASE
-                   WHEN local_ts IS NULL THEN 'bad date ' || coalesce('''' || raw_date || '''', 'NULL')
-                        || ': expected format ' || {_sql_str(spec.format)}
-                   WHEN value IS NULL THEN 'bad number ''' || raw_value || ''' in column '
-                        || original || ': expected a number with ''{source.decimal_separator}'' as decimal mark'
-               END AS reason
-        FROM ({' UNION ALL '.join(cells)})
-    """)
-    return f"{p}_rows"
+                   {_sql_str(f'{source.device}.{col.parameter}')} AS series, {_sql_str(col.column)} AS field,
+                   CASE {_value_reason(value, cell, source, expected.format(col.column))} END AS reason
+            FROM {p}_wl WHERE date_reason IS NULL AND coalesce({cell}, '') <> ''""")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {p}_rows AS SELECT *, {_sql_str(source.device)} AS device "
+                f"FROM ({' UNION ALL '.join(records)})")
+    # one timestamp a line: the lines are localised, as one series (the fold is per line order)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {p}_local AS SELECT rid, {_sql_str(source.device)} AS series, local_ts "
+                f"FROM {p}_wl WHERE date_reason IS NULL")
+    return f"{p}_rows", f"{p}_local"
 
+
+# --------------------------------------------------------------------------- one file
 
 def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig, tz: str,
-               prefix: str) -> ParsedFile:
-    """Parse ``path`` as ``source`` into temp table ``prefix`` on ``con``."""
+               prefix: str, bounds: TimeRange = SUPPORTED_RANGE) -> ParsedFile:
+    """Parse ``path`` as ``source`` into temp table ``prefix`` on ``con``.
+
+    ``bounds`` is the range a reading may fall in (the partitions': :func:`partition_range`);
+    a reading outside it is rejected with that reason.
+    """
     path = Path(path)
-    parsed = ParsedFile(path=path, source=source.name, sha256=file_sha256(path))
     try:
-        header = check_header(path, source)
-    except FileShapeError as exc:
-        parsed.error = str(exc)
+        with utf8_text(path, source) as text:
+            return _parse_text(con, text, path, source, tz, prefix, bounds)
+    except OSError as exc:  # unreadable (permissions, vanished): a reject too, not a failed source
+        parsed = ParsedFile(path=path, source=source.name, sha256="")
+        _rejected_whole(parsed, f"{path.name}: cannot be read: {exc.strerror or exc}", 0, "")
         return parsed
+
+
+def _parse_text(con: duckdb.DuckDBPyConnection, text: TextScan, path: Path, source: SourceConfig, tz: str,
+                prefix: str, bounds: TimeRange) -> ParsedFile:
+    """The scanned file into temp table ``prefix``, or rejected whole with the reason."""
+    parsed = ParsedFile(path=path, source=source.name, sha256=text.sha256, lines=text.lines)
+    try:
+        if text.error:
+            raise FileShapeError(text.error, line=0)
+        header = check_header(text, source)
+        reader = _FileReader(con, text, header, prefix)
+        _parse_rows(reader, parsed, header, source, tz, bounds)
+    except FileShapeError as exc:
+        _rejected_whole(parsed, str(exc), exc.line, text.error_text or first_line_text(path, source.encoding))
+    except CONTENT_ERRORS as exc:  # DuckDB's CSV reader gave up on the file
+        con.execute(f"DROP TABLE IF EXISTS {prefix}")
+        reason = f"{path.name}: not readable as CSV: {_duckdb_reason(exc)}"
+        _rejected_whole(parsed, reason, 0, first_line_text(path, source.encoding))
+    finally:
+        _drop_stages(con, prefix)
+    return parsed
+
+
+def _duckdb_reason(exc: duckdb.Error) -> str:
+    """DuckDB's CSV error without the offending line (it may be megabytes) and the hints."""
+    lines = [t for t in str(exc).splitlines() if t.strip() and not t.startswith(("Original Line", "Possible", "*", " "))]
+    return ": ".join(lines[:2])
+
+
+def _rejected_whole(parsed: ParsedFile, reason: str, line: int, raw_text: str) -> None:
+    parsed.error, parsed.table, parsed.rows, parsed.missing_cells = reason, None, 0, 0
+    parsed.rejects = pd.DataFrame([{"line": line, "field": "", "raw_text": raw_text, "reason": reason}])
+
+
+def _drop_stages(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
+    """Drop every intermediate table of a parse (not the result table ``prefix``): a later
+    file parsed with the same prefix must not inherit them."""
+    con.execute(f"DROP VIEW IF EXISTS {prefix}_local")
+    for suffix in ("csv", "lines", "rej", "scan", "struct", "text", "split", "lines_raw",
+                   "rows", "wl", "tz", "tz_map", "all", "dups", "rejects"):
+        con.execute(f"DROP TABLE IF EXISTS {prefix}_{suffix}")
+
+
+def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], source: SourceConfig,
+                tz: str, bounds: TimeRange) -> None:
+    con, prefix = reader.con, reader.prefix
+    parsed.lines, parsed.blank_lines = reader.lines, reader.blank_lines
     if source.format == "wide":
         known = {source.timestamp.column, *source.ignore_columns, *(c.column for c in source.columns)}
         extra = [h for h in header if h not in known]
         if extra:
-            parsed.warnings.append(f"{path.name}: columns not in config, not stored: {extra}")
-    reader = _FileReader(con, path, header, prefix)
-    rows = (_reach_rows if source.format == "reach" else _wide_rows)(reader, source)
+            parsed.warnings.append(f"{parsed.path.name}: columns not in config, not stored: {extra}")
+    rows, local = (_reach_rows if source.format == "reach" else _wide_rows)(reader, source, bounds)
+    # a wide line rejected as a whole (DST gap, outside the range) is one reject on its timestamp column
+    line_field = _sql_str(source.timestamp.column if source.format == "wide" else "")
     shift = f" - INTERVAL {source.expected_interval} SECOND" if source.format == "wide" and source.timestamp.label == "end" else ""
-    if source.format == "reach":  # one row per line already: a view, nothing to group or store
-        local = f"{prefix}_local_view"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {local} AS "
-                    f"SELECT rid, series, local_ts FROM {rows} WHERE reason IS NULL")
-    else:
-        local = f"{prefix}_local"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {local} AS "
-                    f"SELECT rid, min(series) AS series, local_ts FROM {rows} WHERE reason IS NULL GROUP BY rid, local_ts")
     localize(con, local, tz, f"{prefix}_tz", source.expected_interval)
     line_join, line = reader.line_join("r")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {prefix}_all AS
-        SELECT r.series, r.field, r.value, t.ts{shift} AS ts,
-               coalesce(r.reason, CASE WHEN t.nonexistent THEN 'local time '
-                   || strftime(r.local_ts, '%Y-%m-%d %H:%M:%S') || ' does not exist in {tz} (DST spring gap)' END) AS why,
+        SELECT r.rid, r.series, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
+               r.value, r.ts, coalesce(r.line_why, r.reason) AS why, r.line_why IS NOT NULL AS line_reject,
                {line} AS line
-        FROM {rows} r LEFT JOIN {prefix}_tz t ON t.rid = r.rid {line_join}
+        FROM (
+            SELECT r.*, t.ts{shift} AS ts,
+                   CASE WHEN t.nonexistent THEN 'local time ' || strftime(r.local_ts, '%Y-%m-%d %H:%M:%S')
+                                                || ' does not exist in {tz} (DST spring gap)'
+                        WHEN t.ts{shift} < {_ts_sql(bounds.start)} OR t.ts{shift} >= {_ts_sql(bounds.end)}
+                        THEN {_range_reason('r.local_ts', bounds)} END AS line_why
+            FROM {rows} r LEFT JOIN {prefix}_tz t ON t.rid = r.rid
+        ) r {line_join}
     """)
     # Within one file the last line for a (variable, ts) wins; earlier ones are quarantined.
     con.execute(f"""
@@ -290,33 +619,46 @@ def parse_file(con: duckdb.DuckDBPyConnection, path: Path, source: SourceConfig,
         SELECT a.series AS variable_id, a.ts, a.value, a.line::INTEGER AS line
         FROM {prefix}_all a ANTI JOIN {prefix}_dups d ON a.line = d.line AND a.field = d.field
         WHERE a.why IS NULL
-    """).fetchone()[0]
+    """).fetchall()[0][0]
     parsed.table = prefix
     # The last line wins above, so keys are unique unless one line holds several cells of the
     # same variable: impossible in REACH (one cell a line), and in a wide file only when two
     # configured columns share a parameter.
     parameters = [c.parameter for c in source.columns]
     parsed.unique_keys = source.format == "reach" or len(set(parameters)) == len(parameters)
+    line_rejects = f"(SELECT DISTINCT rid FROM {prefix}_all WHERE line_reject)"
     parsed.variables = con.execute(f"""
         SELECT series AS variable_id, any_value(device) AS device, any_value(parameter) AS parameter,
                any_value(original) AS original_name, any_value(unit) AS unit, any_value(kind) AS kind,
                nullif(any_value(category), '') AS category
-        FROM {rows} ANTI JOIN (SELECT rid FROM {prefix}_tz WHERE nonexistent) USING (rid)
+        FROM {rows} ANTI JOIN {line_rejects} USING (rid)
         WHERE reason IS NULL GROUP BY series ORDER BY series
     """).df()
-    value_rejects = con.execute(f"""
-        SELECT DISTINCT line, field, why AS reason FROM {prefix}_all WHERE why IS NOT NULL
+    if source.format == "wide":
+        parsed.missing_cells = int(con.execute(
+            f"SELECT coalesce(sum(empty_cells), 0) FROM {prefix}_wl ANTI JOIN {line_rejects} USING (rid) "
+            f"WHERE date_reason IS NULL").fetchall()[0][0])
+    parsed.rejects = _rejects(reader)
+
+
+def _rejects(reader: _FileReader) -> pd.DataFrame:
+    """Structural rejects (from the reader), bad values and superseded duplicates, each with
+    the text of its own physical line."""
+    con, p = reader.con, reader.prefix
+    count = con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_rejects AS
+        SELECT line, '' AS field, reason FROM {p}_struct
+        UNION ALL
+        SELECT DISTINCT line, field, why AS reason FROM {p}_all WHERE why IS NOT NULL
         UNION ALL
         SELECT line, field, 'duplicate of ' || series || ' at ' || strftime(ts, '%Y-%m-%d %H:%M:%S UTC')
-               || ': superseded by line ' || winner AS reason FROM {prefix}_dups
+               || ': superseded by line ' || winner AS reason FROM {p}_dups
+    """).fetchall()[0][0]
+    if not count:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    reader.load_text()
+    return con.execute(f"""
+        SELECT r.line::BIGINT AS line, r.field,
+               CASE WHEN length(t.text) > {SHOWN_TEXT} THEN left(t.text, {SHOWN_TEXT}) || '…' ELSE t.text END AS raw_text, r.reason
+        FROM {p}_rejects r LEFT JOIN {p}_text t USING (line) ORDER BY r.line, r.field
     """).df()
-    value_rejects.insert(2, "raw_text", reader.raw_text(value_rejects["line"]) if len(value_rejects) else [])
-    structural = reader.structural.assign(field="")[REJECT_COLUMNS]
-    frames = [f for f in (structural, value_rejects[REJECT_COLUMNS]) if len(f)]
-    if frames:
-        parsed.rejects = pd.concat(frames, ignore_index=True).sort_values(["line", "field"], ignore_index=True)
-    con.execute(f"DROP VIEW IF EXISTS {prefix}_local_view")
-    for suffix in ("_rows", "_local", "_tz", "_tz_map", "_all", "_dups"):
-        con.execute(f"DROP TABLE IF EXISTS {prefix}{suffix}")
-    reader.drop()
-    return parsed

@@ -154,18 +154,39 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 @dataclass
 class IngestReport:
+    """What one merge did. Every record read ends in exactly one place, so
+    ``rows_read == stored + rejects_in_files + overlapping_rows + outside_window``
+    (docs/warehouse.md, "Accounting")."""
+
     files: list[str] = field(default_factory=list)
     failed_files: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    rows_read: int = 0
-    rows_in_window: int = 0
-    overlapping_rows: int = 0
+    rows_read: int = 0          # records: readings parsed plus rejects (a file rejected whole is one)
+    rows_in_window: int = 0     # "stored": readings of the window now in raw (inserted, revised or unchanged)
+    overlapping_rows: int = 0   # "folded duplicates": in-window copies of a key that a newer file of the run also holds
+    outside_window: int = 0     # readings of other partitions: not this run's to store
     inserted: int = 0
     revised: int = 0
     unchanged: int = 0
     rejects_in_files: int = 0
     rejects_new: int = 0
+    missing_cells: int = 0      # empty wide cells: neither readings nor rejects
     variables: int = 0
+    per_file: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def stored(self) -> int:
+        return self.rows_in_window
+
+    @property
+    def folded_duplicates(self) -> int:
+        return self.overlapping_rows
+
+
+def _file_accounting(p: ParsedFile) -> dict[str, int]:
+    """A file's own line and record counts (its share of stored/folded/outside is the run's)."""
+    return {"lines": p.lines, "blank_lines": p.blank_lines, "readings": p.rows,
+            "rejected": len(p.rejects), "missing_cells": p.missing_cells}
 
 
 def _upsert_variables(con, source, tz: str, parsed: Sequence[ParsedFile], now: datetime) -> int:
@@ -192,13 +213,10 @@ def _upsert_variables(con, source, tz: str, parsed: Sequence[ParsedFile], now: d
 def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: datetime) -> tuple[int, int]:
     frames = []
     for p in parsed:
-        rejects = p.rejects
-        if p.error:
-            rejects = pd.DataFrame([{"line": 1, "field": "", "raw_text": _first_line(p), "reason": p.error}])
-        if len(rejects):
+        if len(p.rejects):
             # API batches carry one hash per rejected record; files share the file's hash
-            frames.append(rejects.assign(source_file=p.name,
-                                         **({} if "file_sha256" in rejects else {"file_sha256": p.sha256})))
+            frames.append(p.rejects.assign(source_file=p.name,
+                                           **({} if "file_sha256" in p.rejects else {"file_sha256": p.sha256})))
     if not frames:
         return 0, 0
     rejects = pd.concat(frames, ignore_index=True)
@@ -222,11 +240,6 @@ def store_rejects(con, source_name: str, rejects: pd.DataFrame, now: datetime) -
     return int(inserted)
 
 
-def _first_line(p: ParsedFile) -> str:
-    with open(p.path, encoding="utf-8-sig", errors="replace") as handle:
-        return handle.readline().rstrip("\r\n")
-
-
 def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[ParsedFile],
            window: tuple[datetime, datetime], now: datetime,
            also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> IngestReport:
@@ -239,8 +252,10 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
     report = IngestReport(files=[p.name for p in parsed])
     report.failed_files = {p.name: p.error for p in parsed if p.error}
     report.warnings = [w for p in parsed for w in p.warnings]
+    report.per_file = {p.name: _file_accounting(p) for p in parsed}
+    report.missing_cells = sum(p.missing_cells for p in parsed)
     good = [p for p in parsed if p.table]
-    report.rows_read = sum(p.rows for p in good)
+    report.rows_read = sum(p.records for p in parsed)
     with transaction(con):
         report.variables = _upsert_variables(con, source, tz, good, now)
         report.rejects_in_files, report.rejects_new = _insert_rejects(con, source.name, parsed, now)
@@ -270,6 +285,7 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
             """).fetchone()
             report.rows_in_window, report.overlapping_rows, report.inserted, report.revised = map(int, counts)
             report.unchanged = report.rows_in_window - report.inserted - report.revised
+            report.outside_window = sum(p.rows for p in good) - report.rows_in_window - report.overlapping_rows
             # New keys by anti-join, changed values by UPDATE only when there are any: cheaper
             # than INSERT ... ON CONFLICT DO UPDATE, which probes the index for every row and
             # costs most when re-ingesting a file that is already stored.
