@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# the project's venv is the active one for every command (dg warns when they differ)
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export BEMP_HOME ?= $(CURDIR)/data
 # where `make dev` looks for the HTTP sources; `make serve` starts local reference servers there
 export BEMP_GATEWAY_URL ?= http://127.0.0.1:8701
@@ -34,11 +37,9 @@ dev: install
 	$(BIN)/dg dev --port 3000
 
 # both reference servers in replay mode (data shifted to now, arriving as time passes), on
-# the ports `make dev` polls; Ctrl-C stops both
+# the ports `make dev` polls; Ctrl-C stops both and exits 0
 serve: install
-	$(BIN)/bemp serve gateway --replay & \
-	trap 'kill %1' EXIT INT TERM; \
-	$(BIN)/bemp serve ipanel --replay
+	$(BIN)/bemp serve both --replay
 
 bench: install
 	$(BIN)/python bench/bench_pipeline.py

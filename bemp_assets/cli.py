@@ -175,15 +175,15 @@ def _resolve_selection(location, select: str | None):
     try:
         keys = list(AssetSelection.from_string(select).resolve(graph))
     except Exception:  # the grammar's own error names only the string: suggest instead
-        raise CliError(f"--select {select!r}: not a valid selection{_suggest_selection(select, graph)}; "
-                       f"e.g. 'group:raw' or 'key:clean/measurements+'") from None
+        hint = _suggest_selection(select, graph) or " (e.g. 'group:raw' or 'key:clean/measurements+')"
+        raise CliError(f"--select {select!r}: not a valid selection{hint}") from None
     if not keys:
         raise CliError(f"--select {select!r} matches no asset{_suggest_selection(select, graph)}")
     return keys
 
 
 def _suggest_selection(select: str, graph) -> str:
-    """', did you mean ...?' for the closest prefix, group or asset key, or ''."""
+    """' (did you mean ...?)' for the closest prefix, group or asset key, or ''."""
     import difflib
 
     prefix, _, value = select.strip().rstrip("+*").lstrip("+*").partition(":")
@@ -195,9 +195,9 @@ def _suggest_selection(select: str, graph) -> str:
     }
     if prefix not in SELECTION_PREFIXES:
         close = difflib.get_close_matches(prefix, SELECTION_PREFIXES, n=1)
-        return f", did you mean '{close[0]}:{value}'?" if close else ""
+        return f" (did you mean '{close[0]}:{value}'?)" if close else ""
     close = difflib.get_close_matches(value.strip('"'), candidates.get(prefix, []), n=1, cutoff=0.5)
-    return f", did you mean '{prefix}:{close[0]}'?" if close else ""
+    return f" (did you mean '{prefix}:{close[0]}'?)" if close else ""
 
 
 @contextmanager
@@ -328,13 +328,14 @@ def run_command(args, settings: Settings) -> int:
 
 
 def _add_serve_parser(sub) -> None:
-    """`bemp serve gateway|ipanel`; the flags live with the servers (bemp_assets/refservers)."""
-    serve_parser = sub.add_parser("serve", help="run a local reference server (gateway or iPanel)")
+    """`bemp serve gateway|ipanel|both`; the flags live with the servers (bemp_assets/refservers)."""
+    serve_parser = sub.add_parser("serve", help="run local reference servers (gateway, iPanel or both)")
     kinds = serve_parser.add_subparsers(dest="kind", required=True)
-    from bemp_assets.refservers import add_serve_arguments  # light: pandas loads only when serving
+    from bemp_assets.refservers import add_serve_arguments, add_serve_both_arguments  # light: no pandas yet
 
     for kind in ("gateway", "ipanel"):
         add_serve_arguments(kinds.add_parser(kind, help=f"serve {kind} records from a data folder"), kind)
+    add_serve_both_arguments(kinds.add_parser("both", help="both servers on their default ports (make serve)"))
 
 
 def _read_only(settings: Settings):
@@ -365,11 +366,12 @@ def status(settings: Settings, as_of: str | None) -> int:
     from bemp_assets.domain.config import load_config
     from bemp_assets.domain.status import format_board, installation_status
 
+    at = _parse_instant("--as-of", as_of) if as_of else None
     with _read_only(settings) as con:
-        if as_of:
+        if at is not None:
             config = load_config(settings.config_dir)
             register_rules(con, config)
-            board = installation_status(con, _parse_instant("--as-of", as_of), config.expected_variables())
+            board = installation_status(con, at, config.expected_variables())
         else:
             board = con.execute("SELECT * FROM ops.installation_status").df()
     stamp = board["as_of"].iloc[0] if len(board) else "-"

@@ -332,6 +332,12 @@ def _format_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """' at line L, column C: problem' from a YAML error, on one line."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else f": {problem}"
+
+
 def load_config(config_dir: Path | str) -> BempConfig:
     """Read and validate every ``*.yaml`` in ``config_dir``."""
     config_dir = Path(config_dir)
@@ -343,7 +349,7 @@ def load_config(config_dir: Path | str) -> BempConfig:
         try:
             content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid YAML{_yaml_where(exc)}") from None
         if not isinstance(content, dict):
             raise ConfigError(f"{path}: expected a mapping of sections {sorted(SECTIONS)} at the top level")
         for section, value in content.items():

@@ -97,28 +97,55 @@ def add_serve_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     add_fault_arguments(parser)
 
 
+def add_serve_both_arguments(parser: argparse.ArgumentParser) -> None:
+    """`bemp serve both`: both servers on their default ports, tokens from the environment."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--replay", action="store_true", help="serve the data progressively, shifted to now")
+    parser.add_argument("--replay-history-h", type=float, default=24.0, help="hours of data visible at start (default 24)")
+    parser.add_argument("--replay-speed", type=float, default=1.0, help="data seconds per wall-clock second (default 1)")
+    parser.add_argument("--verbose", action="store_true", help="log each request line (never headers)")
+
+
 def serve(kind: str, args: argparse.Namespace, sample_dir: Path) -> int:
-    """`bemp serve <kind>`: serve until Ctrl-C."""
+    """`bemp serve gateway|ipanel|both`: serve until Ctrl-C or SIGTERM, then exit 0."""
     from .server import run_in_thread
 
-    token = args.token or os.environ.get(TOKEN_ENV[kind], "")
+    kinds = KINDS if kind == "both" else (kind,)
     replay = Replay(args.replay_history_h * 3600, args.replay_speed) if args.replay else None
+    servers = []
     try:
-        app = build_app(kind, args.data or sample_dir / kind, token, replay, faults_from_args(args), args.verbose)
+        for name in kinds:
+            token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV[name], "")
+            data = getattr(args, "data", None) or sample_dir / name
+            faults = faults_from_args(args) if kind != "both" else None
+            app = build_app(name, data, token, replay, faults, args.verbose)
+            servers.append(run_in_thread(app, args.host, getattr(args, "port", None) or DEFAULT_PORTS[name]))
+            print(f"{name} reference server on {servers[-1].url} (data {data}{', replay' if replay else ''})")
     except (ValueError, OSError) as exc:
+        for server in servers:
+            server.close()
         print(f"bemp serve {kind}: {exc}")
         return 2
-    server = run_in_thread(app, args.host, args.port)
-    print(f"{kind} reference server on {server.url} (data {args.data or sample_dir / kind}"
-          f"{', replay' if replay else ''}); Ctrl-C stops")
+    print("Ctrl-C stops")
+    return _serve_until_stopped(servers)
+
+
+def _serve_until_stopped(servers: list["RunningServer"]) -> int:
+    """Block until a server thread ends or Ctrl-C / SIGTERM arrives; close every server."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     try:
-        while server.thread.is_alive():
-            server.thread.join(1)
+        while all(server.thread.is_alive() for server in servers):
+            servers[0].thread.join(1)
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        signal.signal(signal.SIGTERM, previous)
+        for server in servers:
+            server.close()
     return 0
 
 
-__all__ = ["KINDS", "Replay", "RunningServer", "build_app", "start_server", "add_serve_arguments", "serve"]
+__all__ = ["KINDS", "Replay", "RunningServer", "build_app", "start_server", "add_serve_arguments",
+           "add_serve_both_arguments", "serve"]
