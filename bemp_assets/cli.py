@@ -123,28 +123,43 @@ def settings_env(settings: Settings):
 
 
 def _run_spans(settings: Settings, start: str | None, end: str | None, job_name: str) -> list[tuple[str, str]]:
-    """The partition ranges to run; a CliError says why there are none."""
+    """The partition ranges to run: the given dates, else the days the inbox files hold (CSV
+    pipeline) or the warehouse holds (live job). A CliError says why there are none."""
     from bemp_assets.domain.config import load_config
     from bemp_assets.jobs import PIPELINE_JOB
     from bemp_assets.partitions import daily_partitions
     from sensors.inbox import clip_days
 
-    if job_name != PIPELINE_JOB and not (start and end):
-        raise CliError(f"--job {job_name}: give --start and --end (the inbox only dates CSV files)")
     config = load_config(settings.config_dir)
     partitions = daily_partitions(config.site)
     first_day, last_day = _parse_day("--start", start), _parse_day("--end", end)
     if first_day and last_day and first_day > last_day:
         raise CliError(f"--start {start} is after --end {end}")
+    held = (inbox_day_spans(settings, config) if job_name == PIPELINE_JOB
+            else _live_days_held(settings, config.site.timezone))
     wanted = ([(first_day, last_day)] if first_day and last_day
-              else [(first_day or a, last_day or b) for a, b in inbox_day_spans(settings, config)])
+              else [(first_day or a, last_day or b) for a, b in held])
     if not wanted:
-        raise CliError(f"no readable CSV in {settings.inbox}; give --start and --end or drop files there")
+        where = (f"no readable CSV in {settings.inbox}" if job_name == PIPELINE_JOB
+                 else "the warehouse holds no live-source data yet")
+        raise CliError(f"{where}; give --start and --end")
     spans = [span for first, last in wanted if (span := clip_days(partitions, first, last))]
     if not spans:
         keys = partitions.get_partition_keys()
         raise CliError(f"no partitions in {wanted[0][0]} .. {wanted[-1][1]}; partitions run {keys[0]} .. {keys[-1]}")
     return spans
+
+
+def _live_days_held(settings: Settings, tz: str) -> list[tuple[date, date]]:
+    """The day range the warehouse holds live-source records for: the default range of a
+    `bemp_live` run without dates (the partition set itself reaches back to site.start_date)."""
+    if not settings.warehouse.exists():
+        return []
+    from bemp_assets.domain.live import held_days
+
+    with _read_only(settings) as con:
+        days = held_days(con, tz)
+    return [days] if days else []
 
 
 def _parse_day(flag: str, text: str | None) -> date | None:

@@ -43,7 +43,7 @@ def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
     (["run", "--start", "2018-03-01", "--end", "01/03/2018"],
      "bemp run: --end '01/03/2018': expected a day as YYYY-MM-DD, e.g. 2018-03-01"),
     (["run", "--start", "2018-03-02", "--end", "2018-03-01"], "bemp run: --start 2018-03-02 is after --end 2018-03-01"),
-    (["run", "--job", "bemp_live"], "bemp run: --job bemp_live: give --start and --end (the inbox only dates CSV files)"),
+    (["run", "--job", "bemp_live"], "bemp run: the warehouse holds no live-source data yet; give --start and --end"),
     (["status", "--as-of", "yesterday"],
      "bemp status: --as-of 'yesterday': expected an ISO 8601 instant such as 2018-06-01 or 2018-06-01T12:00 (UTC) "
      "or 2018-06-01T12:00+02:00"),

@@ -322,3 +322,14 @@ def test_max_days_per_run_is_validated(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(folder)
     assert "live.yaml: key 'live_sources.max_days_per_run'" in str(err.value) and "greater than or equal to 1" in str(err.value)
+
+
+def test_held_days_span_every_live_table_in_the_site_time_zone(con):
+    from bemp_assets.domain.live import held_days
+
+    assert held_days(con, "Europe/Rome") is None
+    con.execute("INSERT INTO raw.gateway_measurements (sn, channel, device, medium, ts, value, registered, fetched_at) "
+                "VALUES ('GW', 1, 'd', 'temperature', '2016-03-01 23:30:00+00', 20, true, now())")
+    con.execute("INSERT INTO raw.ipanel_charges (chargerId, date, fetched_at) VALUES (1, '2016-02-28 22:59:00+00', now())")
+    # 23:30 UTC on 1 March is 2 March in Rome; 22:59 UTC on 28 February is still 28 February
+    assert held_days(con, "Europe/Rome") == (date(2016, 2, 28), date(2016, 3, 2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,3 +205,17 @@ def merge_records(con: duckdb.DuckDBPyConnection, table: str, key: list[str], ro
     """).fetchone()[0]
     con.unregister("_records")
     return {"inserted": int(inserted), "updated": int(updated)}
+
+
+def held_days(con, tz: str) -> tuple[date, date] | None:
+    """First and last site-local day the warehouse holds any live-source record for (the
+    default range of `bemp run --job bemp_live`), or None when it holds none."""
+    spans = " UNION ALL ".join(
+        f'SELECT min("{t.time_field}") AS first, max("{t.time_field}") AS last FROM {t.name}'
+        for t in (TRIPS, CHARGER_STATUS, CHARGES))
+    first, last = con.execute(
+        f"SELECT min(first), max(last) FROM (SELECT min(ts) AS first, max(ts) AS last "
+        f"FROM raw.gateway_measurements UNION ALL {spans})").fetchone()
+    if first is None:
+        return None
+    return pd.Timestamp(first).tz_convert(tz).date(), pd.Timestamp(last).tz_convert(tz).date()
