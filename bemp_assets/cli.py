@@ -105,13 +105,13 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
 
 
 @contextmanager
-def settings_env(settings: Settings):
-    """This process's BEMP_* variables set to ``settings`` while a code location loads and
-    runs (the definitions module reads them), restored afterwards."""
+def environment(values: dict[str, str]):
+    """This process's environment with ``values`` set while the block runs, restored afterwards
+    (a code location loaded in this process reads BEMP_* from it)."""
     import os
 
-    saved = {key: os.environ.get(key) for key in settings.to_env()}
-    os.environ.update(settings.to_env())
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -120,6 +120,11 @@ def settings_env(settings: Settings):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def settings_env(settings: Settings):
+    """BEMP_* set to ``settings`` while a code location loads and runs."""
+    return environment(settings.to_env())
 
 
 def _run_spans(settings: Settings, start: str | None, end: str | None, job_name: str) -> list[tuple[str, str]]:
@@ -220,7 +225,6 @@ def reference_servers(settings: Settings):
     """Both reference servers on free localhost ports, with fresh tokens exported to this
     process's environment (where the clients' EnvVars read them); yields the day span of their
     data in the site time zone."""
-    import os
     import secrets
 
     import pandas as pd
@@ -233,21 +237,13 @@ def reference_servers(settings: Settings):
     times = [t.times for t in tables if len(t.times)]
     span = [pd.Timestamp(int(f(x)), unit="s", tz="UTC").tz_convert(tz).date().isoformat()
             for f, x in ((min, [t[0] for t in times]), (max, [t[-1] for t in times]))]
-    saved = {k: os.environ.get(k) for k in ("BEMP_GATEWAY_URL", "BEMP_GATEWAY_TOKEN", "BEMP_IPANEL_URL", "BEMP_IPANEL_TOKEN")}
     tokens = {kind: secrets.token_hex(16) for kind in ("gateway", "ipanel")}
     with start_server("gateway", settings.sample_dir / "gateway", token=tokens["gateway"]) as gw, \
-            start_server("ipanel", settings.sample_dir / "ipanel", token=tokens["ipanel"]) as ip:
-        os.environ.update({"BEMP_GATEWAY_URL": gw.url, "BEMP_GATEWAY_TOKEN": tokens["gateway"],
-                           "BEMP_IPANEL_URL": ip.url, "BEMP_IPANEL_TOKEN": tokens["ipanel"]})
+            start_server("ipanel", settings.sample_dir / "ipanel", token=tokens["ipanel"]) as ip, \
+            environment({"BEMP_GATEWAY_URL": gw.url, "BEMP_GATEWAY_TOKEN": tokens["gateway"],
+                         "BEMP_IPANEL_URL": ip.url, "BEMP_IPANEL_TOKEN": tokens["ipanel"]}):
         print(f"reference servers: gateway {gw.url}, ipanel {ip.url}; data {span[0]} .. {span[1]}")
-        try:
-            yield span
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield span
 
 
 def _report_failed_checks(instance, run_id: str) -> None:

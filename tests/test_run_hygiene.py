@@ -102,6 +102,13 @@ def test_kill_9_mid_step_then_next_run_completes_with_identical_data(tmp_path, u
     assert site.tables() == uninterrupted
 
 
+def dead_process() -> subprocess.Popen:
+    """A process that has ended: its pid names no live process."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone
+
+
 def hold_pool_slot(instance: DagsterInstance, pid: int) -> str:
     """A STARTED run executed by process ``pid`` holding the `duckdb` pool slot, as a run of
     another `bemp run` in the middle of a long step would; returns its run id."""
@@ -150,8 +157,7 @@ def test_a_run_waiting_for_the_pool_names_the_holder_once_and_stops_on_a_signal(
 def test_bemp_run_fails_a_pool_holder_whose_process_died_and_goes_on(tmp_path):
     site = Site(tmp_path)
     instance = site.instance()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone = dead_process()
     holder = hold_pool_slot(instance, gone.pid)
     result = site.bemp("run", "--start", "2018-01-01", "--end", "2018-01-02")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -162,8 +168,7 @@ def test_bemp_run_fails_a_pool_holder_whose_process_died_and_goes_on(tmp_path):
 def test_a_run_never_started_by_a_dead_bemp_process_is_failed(tmp_path):
     site = Site(tmp_path)
     instance = site.instance()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone = dead_process()
     # bare run records are enough here: `bemp run` was killed between creating and starting
     created = instance.run_storage.add_run(_bare_run({LAUNCHER_PID_TAG: str(gone.pid)}))
     alive = instance.run_storage.add_run(_bare_run({LAUNCHER_PID_TAG: str(os.getpid())}))
@@ -224,8 +229,7 @@ def test_the_hygiene_sensor_fails_a_dead_run_and_frees_its_slot(tmp_path):
 
     site = Site(tmp_path)
     instance = site.instance()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone = dead_process()
     dead = hold_pool_slot(instance, gone.pid)
     sensor = build_run_hygiene_sensor()
 
