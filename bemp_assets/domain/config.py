@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from .chains import FilterChain, check_static_conflicts
+from .chains import FilterChain, Selector, check_static_conflicts
 from .filters import DEFAULT_RESET_FRACTION
 
 Kind = Literal["instantaneous", "cumulative", "interval", "state"]
@@ -284,6 +284,95 @@ class CommissioningSection(Strict):
     commissioning: CommissioningConfig
 
 
+# --- alarms (docs/alarms.md): rule types, notification channel -----------------------------
+
+
+def _duration_or_zero(value: Any) -> int:
+    """Like :func:`parse_duration`, but 0 (no delay) is allowed."""
+    return 0 if value in (0, "0", "0s", "0min") else parse_duration(value)
+
+
+DelayDuration = Annotated[int, BeforeValidator(_duration_or_zero)]
+
+
+class AlarmRuleBase(Strict):
+    name: str = Field(pattern=SLUG)
+    description: str | None = None
+    severity: Literal["info", "warning", "error", "critical"]
+    select: list[Selector] = Field(min_length=1, description="the filter-chain selector syntax (docs/filters.md)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_selector_as_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("select"), dict):
+            return {**data, "select": [data["select"]]}
+        return data
+
+
+class ConstantRule(AlarmRuleBase):
+    """A stuck sensor: unchanged within ``tolerance`` for at least ``duration``."""
+    type: Literal["constant"]
+    duration: Duration
+    tolerance: float = Field(0.0, ge=0)
+    ignore_value: float | None = Field(None, description="a stretch at this value is legitimate (a counter at zero)")
+
+
+class NoDataRule(AlarmRuleBase):
+    """No sample for at least ``threshold``; with ``per_gateway`` also each registered gateway."""
+    type: Literal["no_data"]
+    threshold: Duration = 14 * 86400
+    per_gateway: bool = False
+
+
+class ThresholdRule(AlarmRuleBase):
+    """Upper and/or lower limit with hysteresis and on/off delays."""
+    type: Literal["threshold"]
+    upper: float | None = None
+    lower: float | None = None
+    hysteresis: float = Field(0.0, ge=0)
+    on_delay: DelayDuration = 0
+    off_delay: DelayDuration = 0
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> "ThresholdRule":
+        if self.upper is None and self.lower is None:
+            raise ValueError("a threshold rule needs 'upper', 'lower' or both")
+        if self.upper is not None and self.lower is not None and self.lower + self.hysteresis >= self.upper - self.hysteresis:
+            raise ValueError("'lower' + hysteresis must stay below 'upper' - hysteresis")
+        return self
+
+
+AlarmRule = Annotated[ConstantRule | NoDataRule | ThresholdRule, Field(discriminator="type")]
+
+
+class WebhookSettings(Strict):
+    """The URL (which may hold a secret) is read from an environment variable, never from YAML."""
+    url_env: str = Field("BEMP_ALARM_WEBHOOK_URL", pattern=r"^[A-Z][A-Z0-9_]*$")
+    token_env: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9_]*$", description="bearer token variable")
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    max_attempts: int = Field(3, ge=1, le=10)
+    backoff_s: float = Field(0.5, ge=0, le=30)
+
+
+class AlarmsConfig(Strict):
+    rules: list[AlarmRule] = Field(default_factory=list)
+    webhook: WebhookSettings | None = None
+    notify_max_age: Duration = Field(86400, description="events older than this when detected are not sent")
+    evaluate_every_minutes: int = Field(5, ge=1, le=60, description="the alarm schedule's interval")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "AlarmsConfig":
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alarm rule names must be unique, repeated: {dupes}")
+        return self
+
+
+class AlarmsSection(Strict):
+    alarms: AlarmsConfig
+
+
 class BempConfig(Strict):
     site: SiteConfig
     sources: list[SourceConfig]
@@ -291,6 +380,7 @@ class BempConfig(Strict):
     commissioning: CommissioningConfig = Field(default_factory=CommissioningConfig)
     live_sources: LiveSourcesConfig = Field(default_factory=LiveSourcesConfig)
     gateways: list[GatewaySpec] = Field(default_factory=list)
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
 
     def expected_variables(self) -> list[str]:
         """Sensors that must report: listed in commissioning, or registered on a gateway."""
@@ -317,6 +407,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "commissioning": (CommissioningSection, False),
     "live_sources": (LiveSection, False),
     "gateways": (GatewaysSection, False),
+    "alarms": (AlarmsSection, False),
 }
 
 
