@@ -65,8 +65,8 @@ def test_bad_timezone_unknown_section_duplicate_section_and_missing_folder(tmp_p
     site.write_text(site.read_text().replace("Europe/Rome", "Mars/Olympus"))
     with pytest.raises(ConfigError, match="site.timezone.*IANA time zone"):
         load_config(folder)
-    site.write_text("site: {name: x, start_date: '2020-01-01'}\nalarms: []\n")
-    with pytest.raises(ConfigError, match="key 'alarms': unknown section"):
+    site.write_text("site: {name: x, start_date: '2020-01-01'}\nreports: []\n")
+    with pytest.raises(ConfigError, match="key 'reports': unknown section"):
         load_config(folder)
     site.write_text("site: {name: x, start_date: '2020-01-01'}\n")
     (folder / "more.yaml").write_text("site: {name: y, start_date: '2020-01-01'}\n")
