@@ -74,6 +74,7 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
     from bemp_assets.jobs import PIPELINE_JOB, STATUS_JOB
     from bemp_assets.launch import code_location, create_run, execute
     from bemp_assets.runs import reap_dead_runs
+    from schedules.alarms import ALARMS_JOB
 
     job_name = job_name or PIPELINE_JOB
     spans = _run_spans(settings, start, end, job_name)
@@ -100,8 +101,10 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
         if not refresh_status:
             return 1 if failed else 0
         status = execute(instance, create_run(instance, location, STATUS_JOB, {}, {}))
-    print(f"run {status.run_id} ({STATUS_JOB}): {status.status.value}")
-    return 0 if status.is_success and not failed else 1
+        print(f"run {status.run_id} ({STATUS_JOB}): {status.status.value}")
+        alarms = execute(instance, create_run(instance, location, ALARMS_JOB, {}, {}, _job_assets(location, ALARMS_JOB)))
+    print(f"run {alarms.run_id} ({ALARMS_JOB}): {alarms.status.value}")
+    return 0 if status.is_success and alarms.is_success and not failed else 1
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dagster import Definitions, EnvVar, in_process_executor
 
 from bemp_assets.assets.agg import build_agg_assets
+from bemp_assets.assets.alarms import build_alarm_assets, build_notifier
 from bemp_assets.assets.clean import build_clean_asset
 from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
 from bemp_assets.assets.ops import build_ops_assets
@@ -15,6 +16,7 @@ from bemp_assets.jobs import build_live_job, build_pipeline_job, build_status_jo
 from bemp_assets.partitions import daily_partitions
 from resources import CsvInboxResource, GatewayClient, IPanelClient, WarehouseResource
 from schedules import build_daily_schedule, build_live_repoll_schedule
+from schedules.alarms import build_alarms_job, build_alarms_schedule
 from sensors import build_inbox_sensor, build_live_sensors, build_run_hygiene_sensor
 
 
@@ -30,15 +32,18 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     aggregates = build_agg_assets(partitions, clean.key, config)
     ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
     pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
-    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops]
+    alarm_assets = build_alarm_assets([clean.key, *(a.key for a in aggregates if a.key.path[-1] == "hourly")], config, settings)
+    alarms_job = build_alarms_job()
+    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *alarm_assets]
     # runs name their assets, so the automation sees what a run materialised (automation.py)
     downstream = [clean.key, *(a.key for a in aggregates)]
     pipeline_assets, live_assets = [*(a.key for a in csv_raw), *downstream], [*live_keys, *downstream]
     return Definitions(
         assets=assets,
-        jobs=[pipeline, live, status],
+        jobs=[pipeline, live, status, alarms_job],
         schedules=[build_daily_schedule(pipeline, partitions, pipeline_assets),
-                   build_live_repoll_schedule(live, partitions, config, live_assets)],
+                   build_live_repoll_schedule(live, partitions, config, live_assets),
+                   build_alarms_schedule(alarms_job, config.alarms.evaluate_every_minutes, [a.key for a in alarm_assets])],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
             *build_live_sensors(live, partitions, config),
@@ -53,6 +58,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             "inbox": CsvInboxResource(inbox_dir=str(settings.inbox)),
             "gateway": GatewayClient(base_url=EnvVar("BEMP_GATEWAY_URL"), token=EnvVar("BEMP_GATEWAY_TOKEN")),
             "ipanel": IPanelClient(base_url=EnvVar("BEMP_IPANEL_URL"), token=EnvVar("BEMP_IPANEL_TOKEN")),
+            "notifier": build_notifier(config),
         },
     )
 

@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS ops.alarms_active (
     detected_at TIMESTAMPTZ NOT NULL, raise_value DOUBLE, last_value DOUBLE, last_ts TIMESTAMPTZ,
     state VARCHAR NOT NULL, acked_by VARCHAR, acked_at TIMESTAMPTZ, message VARCHAR
 );
+CREATE TABLE IF NOT EXISTS ops.notifications (
+    event_id VARCHAR NOT NULL, alarm_id VARCHAR NOT NULL, channel VARCHAR NOT NULL, payload VARCHAR NOT NULL,
+    status VARCHAR NOT NULL, attempts INTEGER NOT NULL, last_error VARCHAR, created_at TIMESTAMPTZ NOT NULL,
+    sent_at TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ops.alarm_evaluations (
     rule VARCHAR NOT NULL, rule_version VARCHAR NOT NULL, window_start TIMESTAMPTZ, evaluated_to TIMESTAMPTZ NOT NULL,
     evaluated_at TIMESTAMPTZ NOT NULL, events_in_window INTEGER NOT NULL
@@ -466,3 +471,87 @@ def history(con: duckdb.DuckDBPyConnection, rule: str | None = None, subject: st
         FROM ops.alarm_events WHERE ($r IS NULL OR rule = $r) AND ($s IS NULL OR subject = $s)
         ORDER BY data_ts, rule, subject, event DESC
     """, {"r": rule, "s": subject}).df()
+
+
+# --- the notification outbox -------------------------------------------------------------
+
+def enqueue_notifications(con: duckdb.DuckDBPyConnection, channel: str, now: datetime, max_age_s: int) -> dict[str, int]:
+    """One outbox row per current raised/cleared event and channel not queued yet (anti-join
+    insert): ``pending``, or ``skipped`` when the event was detected more than ``max_age_s``
+    after its data instant (history found by a backfill or a replay is not news)."""
+    before = dict(con.execute("SELECT status, count(*) FROM ops.notifications WHERE channel = ? GROUP BY ALL",
+                              [channel]).fetchall())
+    with transaction(con):
+        con.execute("""
+            INSERT INTO ops.notifications
+            SELECT e.event_id, e.alarm_id, $channel,
+                   json_object('event_id', e.event_id, 'alarm_id', e.alarm_id, 'event', e.event, 'rule', e.rule,
+                               'rule_version', e.rule_version, 'severity', e.severity, 'subject', e.subject,
+                               'subject_kind', e.subject_kind, 'data_ts', strftime(e.data_ts, '%Y-%m-%dT%H:%M:%SZ'),
+                               'detected_at', strftime(e.detected_at, '%Y-%m-%dT%H:%M:%SZ'), 'value', e.value,
+                               'message', e.message)::VARCHAR,
+                   CASE WHEN epoch(e.detected_at) - epoch(e.data_ts) <= $max_age THEN 'pending' ELSE 'skipped' END,
+                   0,
+                   CASE WHEN epoch(e.detected_at) - epoch(e.data_ts) > $max_age
+                        THEN 'detected more than notify_max_age after its data instant' END,
+                   $now, NULL, $now
+            FROM ops.alarm_events e
+            WHERE e.event IN ('raised', 'cleared') AND e.superseded_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM ops.notifications n WHERE n.event_id = e.event_id AND n.channel = $channel)
+        """, {"channel": channel, "now": now, "max_age": max_age_s})
+    after = dict(con.execute("SELECT status, count(*) FROM ops.notifications WHERE channel = ? GROUP BY ALL",
+                             [channel]).fetchall())
+    return {status: after.get(status, 0) - before.get(status, 0) for status in ("pending", "skipped")}
+
+
+def deliver_notifications(con: duckdb.DuckDBPyConnection, channel: str, send, now: datetime) -> dict[str, int]:
+    """Send every pending message of ``channel``, oldest first, through ``send(payload, key)``
+    -> (delivered, attempts, error). Each outcome is written at once, so a crash loses nothing
+    and a message delivered is never sent again; a failed one stays pending for the next run."""
+    rows = con.execute("""SELECT event_id, payload FROM ops.notifications WHERE channel = ? AND status = 'pending'
+                          ORDER BY created_at, event_id""", [channel]).fetchall()
+    counts = {"sent": 0, "failed": 0}
+    for event_id, payload in rows:  # one network request each: the loop is I/O, not data work
+        delivered, attempts, error = send(payload, event_id)
+        con.execute("""UPDATE ops.notifications SET status = CASE WHEN $ok THEN 'sent' ELSE 'pending' END,
+                       attempts = attempts + $n, last_error = $error, sent_at = CASE WHEN $ok THEN $now END,
+                       updated_at = $now WHERE event_id = $id AND channel = $channel""",
+                    {"ok": delivered, "n": attempts, "error": error, "now": now, "id": event_id, "channel": channel})
+        counts["sent" if delivered else "failed"] += 1
+    return counts
+
+
+def recent_events(con: duckdb.DuckDBPyConnection, days: int = 30) -> pd.DataFrame:
+    """Current raised/cleared events of the ``days`` up to the newest one (the sample data is
+    years old, so "the last 30 days" of the wall clock would show nothing)."""
+    return con.execute("""
+        WITH e AS (SELECT * FROM ops.alarm_events WHERE superseded_at IS NULL AND event IN ('raised', 'cleared'))
+        SELECT rule, event, data_ts, subject FROM e
+        WHERE data_ts > (SELECT max(data_ts) FROM e) - to_days($days) ORDER BY data_ts
+    """, {"days": days}).df()
+
+
+def render_events(events: pd.DataFrame, path, title: str):
+    """A PNG: one lane per rule, a red triangle per raise and a green one per clear."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rules = sorted(events["rule"].unique()) if len(events) else []
+    fig, ax = plt.subplots(figsize=(10, max(2.0, 0.45 * len(rules) + 1.2)), dpi=80)
+    lane = {rule: i for i, rule in enumerate(rules)}
+    for event, marker, colour in (("raised", "^", "tab:red"), ("cleared", "v", "tab:green")):
+        chosen = events[events["event"] == event]
+        ax.scatter(chosen["data_ts"], chosen["rule"].map(lane), marker=marker, color=colour, label=event, s=30)
+    ax.set_yticks(range(len(rules)), labels=rules, fontsize=8)
+    ax.set_ylim(-0.7, max(len(rules), 1) - 0.3)
+    ax.set_title(title, fontsize=9)
+    if rules:
+        ax.legend(loc="upper left", fontsize=7)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

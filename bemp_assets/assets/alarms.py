@@ -1,0 +1,97 @@
+"""alarms layer (thin): evaluate the rules of data/config/alarms.yaml, publish the board, send
+notifications. The engine is bemp_assets/domain/alarms.py (docs/alarms.md).
+
+Both assets are unpartitioned snapshots over the whole history (the evaluation itself is
+incremental). They follow clean and hourly through the automation condition, and the
+``bemp_alarms`` schedule runs them every few minutes so that a no-data alarm raises within one
+interval after its threshold passes, whether or not new data arrived.
+"""
+
+import base64
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from bemp_assets.automation import follows_upstream
+from bemp_assets.domain import alarms
+from bemp_assets.domain.config import BempConfig
+from bemp_assets.domain.settings import Settings
+from resources import WarehouseResource
+from resources.notify import WebhookNotifier
+
+from .common import WAREHOUSE_POOL
+
+EVENTS_KEY = AssetKey(["alarms", "events"])
+NOTIFICATIONS_KEY = AssetKey(["alarms", "notifications"])
+WEBHOOK = "webhook"
+
+
+def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: Settings) -> list[AssetsDefinition]:
+    common = dict(group_name="alarms", pool=WAREHOUSE_POOL, kinds={"duckdb"}, automation_condition=follows_upstream())
+
+    @asset(key=EVENTS_KEY, deps=upstream, **common,
+           description="ops.alarm_events and the board ops.alarms_active: every rule of alarms.yaml evaluated "
+                       "incrementally over clean (a changed rule replayed over all history).")
+    def alarm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        now = datetime.now(timezone.utc)
+        with warehouse.session() as con:
+            results = alarms.evaluate_all(con, config, now)
+            queued = (alarms.enqueue_notifications(con, WEBHOOK, now, config.alarms.notify_max_age)
+                      if config.alarms.webhook else {})
+            board = alarms.board_frame(con, now)
+            recent = alarms.recent_events(con)
+        for r in results:
+            context.log.info(f"rule {r.rule} v{r.version}: {'replayed over all history' if r.replayed else f'from {r.window_start:%Y-%m-%d %H:%M}'}"
+                             f", {r.events_in_window} events in the window" + (f", {r.superseded} old events superseded" if r.superseded else ""))
+        picture = alarms.render_events(recent, settings.artifacts / "alarm_events.png", _title(recent))
+        encoded = base64.b64encode(picture.read_bytes()).decode()
+        return MaterializeResult(metadata={
+            "active": len(board),
+            **{f"active_{s}": int((board["severity"] == s).sum()) for s in alarms.SEVERITIES},
+            "rules": MetadataValue.json({r.rule: r.version for r in results}),
+            "replayed": [r.rule for r in results if r.replayed],
+            "queued_notifications": MetadataValue.json(queued),
+            "board": MetadataValue.md("```\n" + alarms.format_board(board) + "\n```"),
+            "events_png": MetadataValue.md(f"![alarm events](data:image/png;base64,{encoded})"),
+            "path": MetadataValue.path(str(picture)),
+        })
+
+    @asset(key=NOTIFICATIONS_KEY, deps=[EVENTS_KEY], **common,
+           check_specs=[AssetCheckSpec("outbox_drained", asset=NOTIFICATIONS_KEY,
+                                       description="no notification is left pending after delivery")],
+           description="Delivers ops.notifications (the outbox) to the webhook; a receiver that is down keeps "
+                       "its messages pending for the next run.")
+    def alarm_notifications(context: AssetExecutionContext, warehouse: WarehouseResource, notifier: WebhookNotifier):
+        now = datetime.now(timezone.utc)
+        with warehouse.session() as con:
+            counts = (alarms.deliver_notifications(con, WEBHOOK, notifier.send, now)
+                      if config.alarms.webhook else {"sent": 0, "failed": 0})
+            pending = con.execute("SELECT count(*), max(last_error) FROM ops.notifications WHERE status = 'pending'").fetchone()
+        context.log.info(f"notifications to {notifier.target()}: {counts['sent']} sent, {pending[0]} pending")
+        yield MaterializeResult(metadata={"sent": counts["sent"], "pending": int(pending[0]), "target": notifier.target(),
+                                          "configured": bool(config.alarms.webhook)})
+        yield AssetCheckResult(check_name="outbox_drained", passed=pending[0] == 0, severity=AssetCheckSeverity.WARN,
+                               metadata={"pending": int(pending[0]), "last_error": pending[1] or ""})
+
+    return [alarm_events, alarm_notifications]
+
+
+def _title(recent) -> str:
+    if recent.empty:
+        return "alarm events: none yet"
+    return f"alarm events {recent['data_ts'].min():%Y-%m-%d} .. {recent['data_ts'].max():%Y-%m-%d} (30 days up to the newest)"
+
+
+def build_notifier(config: BempConfig) -> WebhookNotifier:
+    webhook = config.alarms.webhook
+    return WebhookNotifier(**webhook.model_dump()) if webhook else WebhookNotifier()
