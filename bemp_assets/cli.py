@@ -9,6 +9,8 @@
     bemp export --variable ID --start D --end D [--layer raw|clean|hourly] --out FILE.csv
     bemp serve gateway|ipanel [--port N] [--data DIR] [--token T] [--replay] [fault flags]
                                           local reference server of a live source (docs/sources.md)
+    bemp alarms list [--active] [--severity S] | ack ID --by NAME [--note TEXT] | history [--rule R] [--variable V]
+                                          the alarm board, acknowledgement, event history (docs/alarms.md)
 """
 from __future__ import annotations
 
@@ -285,7 +287,25 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--layer", default="clean", choices=["raw", "clean", "hourly"],
                                help="raw readings, clean readings (default) or hourly statistics")
     export_parser.add_argument("--out", required=True, help="CSV file to write; its folder must exist")
+    _add_alarms_parser(sub)
     return parser
+
+
+def _add_alarms_parser(sub) -> None:
+    from bemp_assets.domain.alarms import SEVERITIES
+
+    alarms_parser = sub.add_parser("alarms", help="the alarm board, acknowledgements and history (docs/alarms.md)")
+    actions = alarms_parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="alarms of the current rules, newest first (elapsed as 200h59:37)")
+    listing.add_argument("--active", action="store_true", help="only the board: alarms raised and not cleared")
+    listing.add_argument("--severity", choices=SEVERITIES, help="only this severity")
+    ack = actions.add_parser("ack", help="acknowledge an active alarm")
+    ack.add_argument("alarm_id", metavar="ID", help="alarm id, as in `bemp alarms list --active`")
+    ack.add_argument("--by", required=True, help="who acknowledges")
+    ack.add_argument("--note", help="free text")
+    hist = actions.add_parser("history", help="every event (raised, cleared, acknowledged), old rule versions included")
+    hist.add_argument("--rule", help="only this rule")
+    hist.add_argument("--variable", help="only this variable (or gateway serial number)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,6 +345,8 @@ def dispatch(args, settings: Settings) -> int:
         return status(settings, args.as_of)
     if args.command == "export":
         return export(settings, args.variable, args.start, args.end, args.layer, args.out)
+    if args.command == "alarms":
+        return alarms_command(args, settings)
     from bemp_assets.domain.summary import warehouse_summary
 
     print(warehouse_summary(settings.warehouse))
@@ -419,6 +441,50 @@ def export(settings: Settings, variable: str, start: str, end: str, layer: str, 
             return 2
     print(f"wrote {rows} {layer} rows of {variable} to {out}")
     return 0
+
+
+def alarms_command(args, settings: Settings) -> int:
+    """`bemp alarms list|ack|history`: read-only, except ack (one short write)."""
+    from datetime import timezone
+
+    from bemp_assets.domain import alarms
+
+    now = datetime.now(timezone.utc)
+    if args.action == "ack":
+        return _acknowledge(settings, args.alarm_id, args.by, args.note, now)
+    with _read_only(settings) as con:
+        if args.action == "list":
+            frame = alarms.board_frame(con, now, args.severity) if args.active else alarms.episodes(con, now, args.severity)
+            print(alarms.format_board(frame) if args.active else alarms.format_episodes(frame))
+            return 0
+        frame = alarms.history(con, args.rule, args.variable)
+        if frame.empty and args.rule:
+            known = [r[0] for r in con.execute("SELECT DISTINCT rule FROM ops.alarm_events ORDER BY 1").fetchall()]
+            raise CliError(f"--rule {args.rule!r}: no events; rules with events: {known}")
+    print(_table(frame, "no events"))
+    return 0
+
+
+def _acknowledge(settings: Settings, alarm_id: str, by: str, note: str | None, now) -> int:
+    from bemp_assets.domain import alarms
+    from bemp_assets.domain.config import load_config
+    from bemp_assets.domain.connection import connect
+    from bemp_assets.domain.warehouse import prepare
+
+    config = load_config(settings.config_dir)
+    if not settings.warehouse.exists():
+        raise CliError(f"warehouse {settings.warehouse} does not exist yet: run `make run` or `bemp run` first")
+    with prepare(connect(settings.warehouse)) as con:
+        try:
+            done = alarms.acknowledge(con, config, alarm_id, by, note, now)
+        except alarms.AlarmError as exc:
+            raise CliError(str(exc)) from None
+    print(f"alarm {alarm_id} ({done['rule']} on {done['subject']}) acknowledged by {by} at {now:%Y-%m-%d %H:%M:%S} UTC")
+    return 0
+
+
+def _table(frame, empty: str) -> str:
+    return empty if frame.empty else frame.to_string(index=False)
 
 
 if __name__ == "__main__":

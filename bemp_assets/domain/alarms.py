@@ -34,7 +34,7 @@ from .warehouse import transaction
 
 SEVERITIES = ["info", "warning", "error", "critical"]
 LOOKBACK_MARGIN = timedelta(days=1)
-ENGINE_EVENTS = ("raised", "cleared")
+RAW, CLEAN = "raw.measurements", "clean.measurements"
 
 ALARM_DDL = """
 CREATE TABLE IF NOT EXISTS ops.alarm_events (
@@ -207,19 +207,21 @@ def selected_variables(con: duckdb.DuckDBPyConnection, rule: AlarmRuleBase) -> l
     return sorted(v["variable_id"] for v in variables.to_dict("records") if any(s.matches(v) for s in rule.select))
 
 
-def load_series(con: duckdb.DuckDBPyConnection, variables: list[str], start: datetime | None) -> pd.DataFrame:
-    """Clean readings of ``variables`` from ``start`` (all when None), plus the last reading
-    before ``start`` of each: (subject, ts, value)."""
+def load_series(con: duckdb.DuckDBPyConnection, variables: list[str], start: datetime | None,
+                table: str = "clean.measurements") -> pd.DataFrame:
+    """Readings of ``variables`` from ``start`` (all when None), plus the last reading before
+    ``start`` of each: (subject, ts, value). Clean for values; raw for no-data rules (what the
+    sensor sent, whatever a filter removed)."""
     con.register("_alarm_vars", pd.DataFrame({"variable_id": pd.Series(variables, dtype=object)}))
     try:
         if start is None:
-            return con.execute("""SELECT variable_id AS subject, ts, value FROM clean.measurements
-                                  SEMI JOIN _alarm_vars USING (variable_id)""").df()
-        return con.execute("""
-            SELECT variable_id AS subject, ts, value FROM clean.measurements
+            return con.execute(f"""SELECT variable_id AS subject, ts, value FROM {table}
+                                   SEMI JOIN _alarm_vars USING (variable_id)""").df()
+        return con.execute(f"""
+            SELECT variable_id AS subject, ts, value FROM {table}
             SEMI JOIN _alarm_vars USING (variable_id) WHERE ts >= $start
             UNION ALL
-            SELECT variable_id, max(ts), arg_max(value, ts) FROM clean.measurements
+            SELECT variable_id, max(ts), arg_max(value, ts) FROM {table}
             SEMI JOIN _alarm_vars USING (variable_id) WHERE ts < $start GROUP BY variable_id
         """, {"start": start}).df()
     finally:
@@ -230,7 +232,7 @@ def gateway_series(con: duckdb.DuckDBPyConnection, config: BempConfig, variables
                    start: datetime | None) -> pd.DataFrame:
     """Per registered gateway: the instants any of its (selected) sensors reported, value =
     how many did; and its installation day as the instant its silence is counted from."""
-    series = load_series(con, variables, start)
+    series = load_series(con, variables, start, RAW)
     series["subject"] = series["subject"].str.split(".").str[0]
     per_gateway = series.groupby(["subject", "ts"], as_index=False).agg(value=("value", "size"))
     registry = pd.DataFrame({"subject": [g.sn for g in config.gateways],
@@ -276,7 +278,7 @@ def window_events(con: duckdb.DuckDBPyConnection, config: BempConfig, rule: Alar
     run over the whole history gives; the state at ``start`` comes from the stored events."""
     read_from = None if start is None else start - rule_span(rule)
     variables = selected_variables(con, rule)
-    subjects = {"variable": load_series(con, variables, read_from)}
+    subjects = {"variable": load_series(con, variables, read_from, RAW if isinstance(rule, NoDataRule) else CLEAN)}
     if isinstance(rule, NoDataRule) and rule.per_gateway:
         subjects["gateway"] = gateway_series(con, config, variables, read_from)
     events = []
@@ -302,11 +304,13 @@ def _supersede_other_versions(con, rule: str, version: str, now: datetime) -> in
 def _window_start(con, rule: AlarmRuleBase, version: str) -> datetime | None:
     """Where to re-derive events from: the earlier of where the last evaluation of this version
     stopped and the earliest reading stored since (less a margin for the shift between raw and
-    clean time stamps); None = all history (a new rule or version)."""
-    last = con.execute("""SELECT max(evaluated_to), max(evaluated_at) FROM ops.alarm_evaluations
-                          WHERE rule = ? AND rule_version = ?""", [rule.name, version]).fetchone()
-    if last[0] is None:
+    clean time stamps); None = all history (a new rule, or a version other than the one
+    evaluated last, even one evaluated before: its events were superseded meanwhile)."""
+    last = con.execute("""SELECT arg_max(rule_version, evaluated_at), max(evaluated_to), max(evaluated_at)
+                          FROM ops.alarm_evaluations WHERE rule = ?""", [rule.name]).fetchone()
+    if last[0] != version:  # never evaluated, or another version evaluated last: replay
         return None
+    last = last[1:]
     variables = selected_variables(con, rule)
     con.register("_alarm_vars", pd.DataFrame({"variable_id": pd.Series(variables, dtype=object)}))
     changed = con.execute("""SELECT min(ts) FROM raw.measurements SEMI JOIN _alarm_vars USING (variable_id)
@@ -555,3 +559,45 @@ def render_events(events: pd.DataFrame, path, title: str):
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def episodes(con: duckdb.DuckDBPyConnection, now: datetime, severity: str | None = None) -> pd.DataFrame:
+    """Every alarm of the current rule versions, raised to cleared (or still open), newest first,
+    elapsed up to its clear or to ``now``."""
+    frame = con.execute("""
+        WITH e AS (SELECT * FROM ops.alarm_events WHERE superseded_at IS NULL)
+        SELECT r.alarm_id, r.data_ts AS raised_at, c.data_ts AS cleared_at, r.severity, r.rule, r.subject, r.value,
+               CASE WHEN c.alarm_id IS NOT NULL THEN 'cleared' WHEN a.alarm_id IS NOT NULL THEN 'acknowledged'
+                    ELSE 'active' END AS state
+        FROM e r LEFT JOIN e c ON c.alarm_id = r.alarm_id AND c.rule_version = r.rule_version AND c.event = 'cleared'
+        LEFT JOIN (SELECT DISTINCT alarm_id FROM ops.alarm_acks) a ON a.alarm_id = r.alarm_id
+        WHERE r.event = 'raised' AND ($s IS NULL OR r.severity = $s)
+        ORDER BY r.data_ts DESC, r.rule, r.subject
+    """, {"s": severity}).df()
+    until = frame["cleared_at"].fillna(pd.Timestamp(now))
+    frame["elapsed"] = [format_elapsed(s) for s in (until - frame["raised_at"]).dt.total_seconds()]
+    return frame
+
+
+def format_episodes(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "no alarms"
+    shown = frame.assign(raised_at=frame["raised_at"].dt.strftime("%Y-%m-%d %H:%M"),
+                         cleared_at=frame["cleared_at"].dt.strftime("%Y-%m-%d %H:%M").fillna(""),
+                         value=frame["value"].map(lambda v: "" if pd.isna(v) else f"{v:g}"))
+    return shown[["alarm_id", "raised_at", "cleared_at", "severity", "rule", "subject", "value", "elapsed",
+                  "state"]].to_string(index=False)
+
+
+def summary_lines(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 10) -> list[str]:
+    """For `bemp summary`: active alarms per severity and the most severe ones."""
+    board = board_frame(con, now)
+    if board.empty:
+        return ["  alarms: none active (bemp alarms list)"]
+    counts = ", ".join(f"{n} {s}" for s, n in board["severity"].value_counts().items())
+    lines = [f"  alarms: {len(board)} active ({counts}); bemp alarms list --active"]
+    for row in board.head(limit).itertuples():
+        lines.append(f"    {row.alarm_id} {row.raised_at:%Y-%m-%d %H:%M} {row.severity:<8} {row.rule} {row.subject} {row.elapsed}")
+    if len(board) > limit:
+        lines.append(f"    ... {len(board) - limit} more")
+    return lines

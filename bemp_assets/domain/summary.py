@@ -31,4 +31,16 @@ def warehouse_summary(path: Path) -> str:
         board = con.execute("SELECT status, count(*) FROM ops.installation_status WHERE level = 'sensor' GROUP BY ALL ORDER BY 1").fetchall()
         lines.append("  sensors: " + (", ".join(f"{n} {s}" for s, n in board) if board else "no status board yet")
                      + " (bemp status)")
+        lines += _alarm_lines(con)
     return "\n".join(lines)
+
+
+def _alarm_lines(con) -> list[str]:
+    """Active alarms (a warehouse from before alarms existed has no board yet)."""
+    from datetime import datetime, timezone
+
+    from .alarms import summary_lines
+
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = 'alarms_active'").fetchone()[0]:
+        return ["  alarms: no board yet"]
+    return summary_lines(con, datetime.now(timezone.utc))
