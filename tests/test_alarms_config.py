@@ -40,8 +40,8 @@ def config_with(tmp_path, text):
      "'info', 'warning', 'error' or 'critical'"),
     ('{name: a, severity: info, type: no_data, select: {site: x}}', "alarms.rules[0].no_data.select[0].site",
      "Extra inputs are not permitted"),
-    ('{name: a, severity: info, type: tunnel, select: {pattern: "x*"}}', "alarms.rules[0]",
-     "does not match any of the expected tags: 'constant', 'no_data', 'threshold'"),
+    ('{name: a, severity: info, type: forecast, select: {pattern: "x*"}}', "alarms.rules[0]",
+     "does not match any of the expected tags: 'constant', 'no_data', 'threshold', 'tunnel'"),
     ('{name: a, severity: info, type: threshold, upper: 5, lower: 4, hysteresis: 1, select: {pattern: "x*"}}',
      "alarms.rules[0].threshold", "'lower' + hysteresis must stay below 'upper' - hysteresis"),
 ])

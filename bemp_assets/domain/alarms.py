@@ -29,7 +29,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .config import AlarmRuleBase, BempConfig, ConstantRule, NoDataRule, ThresholdRule
+from .config import AlarmRuleBase, BempConfig, ConstantRule, NoDataRule, ThresholdRule, TunnelRule
 from .warehouse import transaction
 
 SEVERITIES = ["info", "warning", "error", "critical"]
@@ -88,6 +88,8 @@ def rule_span(rule: AlarmRuleBase) -> timedelta:
         seconds = rule.duration
     elif isinstance(rule, NoDataRule):
         seconds = rule.threshold
+    elif isinstance(rule, TunnelRule):
+        seconds = rule.hours * 3600
     else:
         seconds = max(rule.on_delay, rule.off_delay)
     return timedelta(seconds=seconds)
@@ -159,6 +161,19 @@ def no_data_triggers(frame: pd.DataFrame, rule: NoDataRule, now: datetime) -> pd
     return out.sort_values(["subject", "ts", "trigger"], ascending=[True, True, False], kind="stable")[TRIGGER_COLUMNS]
 
 
+def tunnel_triggers(frame: pd.DataFrame, rule: TunnelRule) -> pd.DataFrame:
+    """On hourly rows (subject, ts, value = actual mean, forecast, mae): raise at the
+    ``hours``-th consecutive hour outside max(margin, k x mae) around the forecast; clear at
+    the first hour back inside. A missing hour breaks a run."""
+    frame = _sorted(frame)
+    bound = np.maximum(rule.margin, rule.k * frame["mae"].fillna(0))
+    outside = pd.Series(np.where((frame["value"] - frame["forecast"]).abs() > bound, 1, -1), index=frame.index)
+    gap = frame["ts"].diff() != pd.Timedelta(hours=1)
+    elapsed = _run_elapsed(frame, (outside != outside.shift()) | gap)
+    raise_at = (outside == 1) & (elapsed >= pd.Timedelta(hours=rule.hours - 1))
+    return _triggers(frame, raise_at, outside == -1)
+
+
 def _triggers(frame: pd.DataFrame, raise_at: pd.Series, clear_at: pd.Series) -> pd.DataFrame:
     trigger = np.select([raise_at, clear_at], [1, -1], 0)
     out = frame.assign(trigger=trigger)
@@ -172,6 +187,8 @@ def rule_triggers(rule: AlarmRuleBase, frame: pd.DataFrame, now: datetime) -> pd
         return threshold_triggers(frame, rule)
     if isinstance(rule, ConstantRule):
         return constant_triggers(frame, rule)
+    if isinstance(rule, TunnelRule):
+        return tunnel_triggers(frame, rule)
     return no_data_triggers(frame, rule, now)
 
 
@@ -228,6 +245,36 @@ def load_series(con: duckdb.DuckDBPyConnection, variables: list[str], start: dat
         con.unregister("_alarm_vars")
 
 
+FORECAST_TABLES = ("forecasts", "model_status")
+
+
+def forecast_series(con: duckdb.DuckDBPyConnection, variables: list[str], start: datetime | None) -> pd.DataFrame:
+    """Hourly actual (agg.hourly mean) against the champion's forecast for that hour, the
+    latest one issued no later than the hour's start, with the champion's backtest MAE:
+    (subject, ts, value, forecast, mae). Empty while the ml tables do not exist."""
+    present = con.execute("""SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ml'
+                             AND table_name IN ('forecasts', 'model_status')""").fetchall()[0][0]
+    if present < len(FORECAST_TABLES):
+        return pd.DataFrame(columns=["subject", "ts", "value", "forecast", "mae"])
+    con.register("_alarm_vars", pd.DataFrame({"variable_id": pd.Series(variables, dtype=object)}))
+    try:
+        return con.execute("""
+            WITH champion AS (
+                SELECT variable_id, model_id, backtest_mae FROM ml.model_status
+                SEMI JOIN _alarm_vars USING (variable_id) WHERE champion
+            ), issued AS (
+                SELECT f.variable_id, f.target_ts, arg_max(f.value, f.issued_at) AS forecast, any_value(c.backtest_mae) AS mae
+                FROM ml.forecasts f JOIN champion c USING (variable_id, model_id)
+                WHERE f.issued_at <= f.target_ts AND ($start IS NULL OR f.target_ts >= $start)
+                GROUP BY ALL
+            )
+            SELECT h.variable_id AS subject, h.hour AS ts, h.mean AS value, i.forecast, i.mae
+            FROM agg.hourly h JOIN issued i ON i.variable_id = h.variable_id AND i.target_ts = h.hour
+        """, {"start": start}).df()
+    finally:
+        con.unregister("_alarm_vars")
+
+
 def gateway_series(con: duckdb.DuckDBPyConnection, config: BempConfig, variables: list[str],
                    start: datetime | None) -> pd.DataFrame:
     """Per registered gateway: the instants any of its (selected) sensors reported, value =
@@ -278,7 +325,8 @@ def window_events(con: duckdb.DuckDBPyConnection, config: BempConfig, rule: Alar
     run over the whole history gives; the state at ``start`` comes from the stored events."""
     read_from = None if start is None else start - rule_span(rule)
     variables = selected_variables(con, rule)
-    subjects = {"variable": load_series(con, variables, read_from, RAW if isinstance(rule, NoDataRule) else CLEAN)}
+    subjects = {"variable": forecast_series(con, variables, read_from) if isinstance(rule, TunnelRule)
+                else load_series(con, variables, read_from, RAW if isinstance(rule, NoDataRule) else CLEAN)}
     if isinstance(rule, NoDataRule) and rule.per_gateway:
         subjects["gateway"] = gateway_series(con, config, variables, read_from)
     events = []
@@ -294,7 +342,7 @@ def window_events(con: duckdb.DuckDBPyConnection, config: BempConfig, rule: Alar
 def _supersede_other_versions(con, rule: str, version: str, now: datetime) -> int:
     """Keep a changed rule's old events for audit, out of the board and history's current view."""
     count = con.execute("""SELECT count(*) FROM ops.alarm_events WHERE rule = $r AND rule_version <> $v
-                           AND superseded_at IS NULL AND event IN ('raised', 'cleared')""", {"r": rule, "v": version}).fetchone()[0]
+                           AND superseded_at IS NULL AND event IN ('raised', 'cleared')""", {"r": rule, "v": version}).fetchall()[0][0]
     if count:
         con.execute("""UPDATE ops.alarm_events SET superseded_at = $now WHERE rule = $r AND rule_version <> $v
                        AND superseded_at IS NULL AND event IN ('raised', 'cleared')""", {"r": rule, "v": version, "now": now})
@@ -349,6 +397,8 @@ def _message(rule: AlarmRuleBase, event: str, value: float) -> str:
         return f"{rule.name} cleared"
     if isinstance(rule, NoDataRule):
         return f"no data for {timedelta(seconds=rule.threshold)}"
+    if isinstance(rule, TunnelRule):
+        return f"actual {value:g} outside the forecast tunnel (max({rule.margin:g}, {rule.k:g} x MAE)) for {rule.hours} h"
     if isinstance(rule, ConstantRule):
         return f"value {value:g} unchanged (±{rule.tolerance:g}) for {timedelta(seconds=rule.duration)}"
     limits = " / ".join(f"{n} {l:g}" for n, l in (("upper", rule.upper), ("lower", rule.lower)) if l is not None)
@@ -415,7 +465,7 @@ def rebuild_board(con: duckdb.DuckDBPyConnection, config: BempConfig) -> int:
             """)
     finally:
         con.unregister("_versions")
-    return con.execute("SELECT count(*) FROM ops.alarms_active").fetchone()[0]
+    return con.execute("SELECT count(*) FROM ops.alarms_active").fetchall()[0][0]
 
 
 def acknowledge(con: duckdb.DuckDBPyConnection, config: BempConfig, alarm_id: str, by: str, note: str | None,

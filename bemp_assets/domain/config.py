@@ -342,7 +342,16 @@ class ThresholdRule(AlarmRuleBase):
         return self
 
 
-AlarmRule = Annotated[ConstantRule | NoDataRule | ThresholdRule, Field(discriminator="type")]
+class TunnelRule(AlarmRuleBase):
+    """Actual hourly mean against the champion model's forecast (contract: docs/alarms.md):
+    outside when |actual - forecast| > max(margin, k x backtest MAE), for ``hours`` in a row."""
+    type: Literal["tunnel"]
+    margin: float = Field(0.0, ge=0, description="absolute half-width of the tunnel")
+    k: float = Field(3.0, gt=0, description="half-width in multiples of the model's backtest MAE")
+    hours: int = Field(3, ge=1, le=24 * 7, description="consecutive hours outside before it raises")
+
+
+AlarmRule = Annotated[ConstantRule | NoDataRule | ThresholdRule | TunnelRule, Field(discriminator="type")]
 
 
 class WebhookSettings(Strict):
