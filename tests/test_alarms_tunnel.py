@@ -52,11 +52,12 @@ def test_a_missing_hour_breaks_the_run():
 
 def test_champion_forecasts_issued_before_the_hour(con, config):
     """Only the champion's forecasts count, and for each hour the latest issued no later than
-    its start; a hindcast (issued after) is ignored."""
+    its start; a hindcast (issued after) is ignored. The actual is the hour's mean (sum NULL:
+    not energy)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
     con.execute("CREATE TABLE ml.forecasts (variable_id VARCHAR, target_ts TIMESTAMPTZ, value DOUBLE, model_id VARCHAR, issued_at TIMESTAMPTZ)")
-    con.execute("CREATE TABLE ml.model_status (model_id VARCHAR, variable_id VARCHAR, backtest_mae DOUBLE, champion BOOLEAN)")
-    con.execute("INSERT INTO ml.model_status VALUES ('gbm', 'm.load', 1.0, true), ('naive', 'm.load', 0.1, false)")
+    con.execute("CREATE TABLE ml.model_status (model_id VARCHAR, target VARCHAR, role VARCHAR, backtest_mae DOUBLE)")
+    con.execute("INSERT INTO ml.model_status VALUES ('gbm', 'm.load', 'champion', 1.0), ('naive', 'm.load', 'baseline', 0.1)")
     actual = [10, 15, 15, 15, 10]
     for i, value in enumerate(actual):
         con.execute("""INSERT INTO agg.hourly (variable_id, hour, mean, min, max, sum, n, coverage)

@@ -249,9 +249,11 @@ FORECAST_TABLES = ("forecasts", "model_status")
 
 
 def forecast_series(con: duckdb.DuckDBPyConnection, variables: list[str], start: datetime | None) -> pd.DataFrame:
-    """Hourly actual (agg.hourly mean) against the champion's forecast for that hour, the
-    latest one issued no later than the hour's start, with the champion's backtest MAE:
-    (subject, ts, value, forecast, mae). Empty while the ml tables do not exist."""
+    """Hourly actual (agg.hourly: the sum for energy, else the mean) against the champion's
+    forecast for that hour, the latest one issued no later than the hour's start, with the
+    champion's backtest MAE: (subject, ts, value, forecast, mae). Empty while the ml tables
+    do not exist. Contract (the models work's tables): ml.forecasts(variable_id, target_ts,
+    value, model_id, issued_at), ml.model_status(model_id, target, role, backtest_mae)."""
     present = con.execute("""SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ml'
                              AND table_name IN ('forecasts', 'model_status')""").fetchall()[0][0]
     if present < len(FORECAST_TABLES):
@@ -260,15 +262,15 @@ def forecast_series(con: duckdb.DuckDBPyConnection, variables: list[str], start:
     try:
         return con.execute("""
             WITH champion AS (
-                SELECT variable_id, model_id, backtest_mae FROM ml.model_status
-                SEMI JOIN _alarm_vars USING (variable_id) WHERE champion
+                SELECT target AS variable_id, model_id, backtest_mae FROM ml.model_status
+                WHERE role = 'champion' AND target IN (SELECT variable_id FROM _alarm_vars)
             ), issued AS (
                 SELECT f.variable_id, f.target_ts, arg_max(f.value, f.issued_at) AS forecast, any_value(c.backtest_mae) AS mae
                 FROM ml.forecasts f JOIN champion c USING (variable_id, model_id)
                 WHERE f.issued_at <= f.target_ts AND ($start IS NULL OR f.target_ts >= $start)
                 GROUP BY ALL
             )
-            SELECT h.variable_id AS subject, h.hour AS ts, h.mean AS value, i.forecast, i.mae
+            SELECT h.variable_id AS subject, h.hour AS ts, coalesce(h.sum, h.mean) AS value, i.forecast, i.mae
             FROM agg.hourly h JOIN issued i ON i.variable_id = h.variable_id AND i.target_ts = h.hour
         """, {"start": start}).df()
     finally:
