@@ -145,7 +145,7 @@ def with_rules(config, *rules):
 def stored_events(con, current_only=True):
     where = "WHERE superseded_at IS NULL" if current_only else ""
     return con.execute(f"SELECT rule, subject, event, data_ts, value, event_id, alarm_id, detected_at, rule_version "
-                       f"FROM ops.alarm_events {where} ORDER BY data_ts, event").df()
+                       f"FROM ops.alarm_events {where} ORDER BY data_ts, event DESC").df()
 
 
 HOT = threshold(upper=10, hysteresis=1, on_delay="20min", off_delay="20min")
@@ -264,3 +264,19 @@ def test_no_data_per_gateway_counts_from_installation(con, config):
     assert [b for b in board if b[0] == "gateway"][:len(expected_gateways)] == expected_gateways
     assert first.sn not in [b[1] for b in board if b[0] == "gateway"]
     assert ("variable", f"{first.sn}.ch2_humidity", installed + pd.Timedelta(minutes=70)) in board
+
+
+def test_a_gap_exactly_at_the_threshold_leaves_the_board_empty(con, config):
+    """Raised and cleared at the same instant: the clear is the last event, nothing is active,
+    and a later evaluation starting after it does not reopen it."""
+    add_readings(con, "room.temp", pd.DataFrame({"ts": [at(0), at(60)], "value": [1.0, 2.0]}), NOW)
+    cfg = with_rules(config, no_data(threshold="1h"))
+    evaluate_all(con, cfg, at(70).to_pydatetime())
+    assert [(e, t) for e, t in zip(stored_events(con)["event"], stored_events(con)["data_ts"])] == [
+        ("raised", at(60)), ("cleared", at(60))]
+    assert con.execute("SELECT count(*) FROM ops.alarms_active").fetchone()[0] == 0
+    add_readings(con, "room.temp", pd.DataFrame({"ts": [at(24 * 60 * 3 + i * 10) for i in range(3)], "value": 3.0}),
+                 NOW + timedelta(days=1))
+    evaluate_all(con, cfg, at(24 * 60 * 3 + 25).to_pydatetime())
+    assert list(stored_events(con)["event"]) == ["raised", "cleared", "raised", "cleared"]  # the 3-day gap
+    assert con.execute("SELECT count(*) FROM ops.alarms_active").fetchone()[0] == 0

@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS ops.alarm_evaluations (
 """
 
 TRIGGER_COLUMNS = ["subject", "ts", "value", "trigger"]
+# the last raise/clear of each (rule, subject): at equal instants (a gap of exactly the no-data
+# threshold raises and clears at once) the clear comes last
+LAST_EVENT = ("row_number() OVER (PARTITION BY rule, subject, subject_kind "
+              "ORDER BY data_ts DESC, event = 'cleared' DESC)")
 
 
 class AlarmError(ValueError):
@@ -374,10 +378,11 @@ def _open_alarms(con, rule: str, version: str, kind: str, start: datetime | None
     """Subjects whose last stored event before ``start`` is a raise: subject -> raise instant."""
     if start is None:
         return {}
-    rows = con.execute("""
-        SELECT subject, arg_max(event, data_ts), max(data_ts) FROM ops.alarm_events
+    rows = con.execute(f"""
+        SELECT subject, event, data_ts FROM ops.alarm_events
         WHERE rule = $r AND rule_version = $v AND subject_kind = $k AND event IN ('raised', 'cleared')
-          AND data_ts < $start GROUP BY subject
+          AND data_ts < $start
+        QUALIFY {LAST_EVENT} = 1
     """, {"r": rule, "v": version, "k": kind, "start": start}).fetchall()
     return {subject: pd.Timestamp(ts) for subject, event, ts in rows if event == "raised"}
 
@@ -442,12 +447,11 @@ def rebuild_board(con: duckdb.DuckDBPyConnection, config: BempConfig) -> int:
     try:
         with transaction(con):
             con.execute("DELETE FROM ops.alarms_active")
-            con.execute("""
+            con.execute(f"""
                 INSERT INTO ops.alarms_active
                 WITH last_event AS (
-                    SELECT e.rule, e.subject, e.subject_kind, arg_max(e.event_id, e.data_ts) AS event_id
-                    FROM ops.alarm_events e SEMI JOIN _versions USING (rule, rule_version)
-                    WHERE e.event IN ('raised', 'cleared') GROUP BY ALL
+                    SELECT e.event_id FROM ops.alarm_events e SEMI JOIN _versions USING (rule, rule_version)
+                    WHERE e.event IN ('raised', 'cleared') QUALIFY {LAST_EVENT} = 1
                 ), raised AS (
                     SELECT e.* FROM ops.alarm_events e SEMI JOIN last_event USING (event_id) WHERE e.event = 'raised'
                 ), ack AS (
