@@ -89,7 +89,7 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
 def _title(recent) -> str:
     if recent.empty:
         return "alarm events: none yet"
-    return f"alarm events {recent['data_ts'].min():%Y-%m-%d} .. {recent['data_ts'].max():%Y-%m-%d} (30 days up to the newest)"
+    return "alarm events per rule: the 30 days up to each rule's newest event (red raised, green cleared)"
 
 
 def build_notifier(config: BempConfig) -> WebhookNotifier:

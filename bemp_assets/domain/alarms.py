@@ -582,35 +582,42 @@ def deliver_notifications(con: duckdb.DuckDBPyConnection, channel: str, send, no
 
 
 def recent_events(con: duckdb.DuckDBPyConnection, days: int = 30) -> pd.DataFrame:
-    """Current raised/cleared events of the ``days`` up to the newest one (the sample data is
-    years old, so "the last 30 days" of the wall clock would show nothing)."""
+    """Per rule, its current raised/cleared events of the ``days`` up to its newest one (the
+    sample data is years old, so "the last 30 days" of the wall clock would show nothing)."""
     return con.execute("""
-        WITH e AS (SELECT * FROM ops.alarm_events WHERE superseded_at IS NULL AND event IN ('raised', 'cleared'))
-        SELECT rule, event, data_ts, subject FROM e
-        WHERE data_ts > (SELECT max(data_ts) FROM e) - to_days($days) ORDER BY data_ts
+        SELECT rule, event, data_ts, subject FROM ops.alarm_events
+        WHERE superseded_at IS NULL AND event IN ('raised', 'cleared')
+        QUALIFY data_ts > max(data_ts) OVER (PARTITION BY rule) - to_days($days)
+        ORDER BY rule, data_ts
     """, {"days": days}).df()
 
 
 def render_events(events: pd.DataFrame, path, title: str):
-    """A PNG: one lane per rule, a red triangle per raise and a green one per clear."""
+    """A PNG, one panel per rule over its own 30 days: subjects on the vertical axis, a red
+    triangle per raise and a green one per clear."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    rules = sorted(events["rule"].unique()) if len(events) else []
-    fig, ax = plt.subplots(figsize=(10, max(2.0, 0.45 * len(rules) + 1.2)), dpi=80)
-    lane = {rule: i for i, rule in enumerate(rules)}
-    for event, marker, colour in (("raised", "^", "tab:red"), ("cleared", "v", "tab:green")):
-        chosen = events[events["event"] == event]
-        ax.scatter(chosen["data_ts"], chosen["rule"].map(lane), marker=marker, color=colour, label=event, s=30)
-    ax.set_yticks(range(len(rules)), labels=rules, fontsize=8)
-    ax.set_ylim(-0.7, max(len(rules), 1) - 0.3)
-    ax.set_title(title, fontsize=9)
-    if rules:
-        ax.legend(loc="upper left", fontsize=7)
-    fig.autofmt_xdate()
+    rules = sorted(events["rule"].unique()) if len(events) else ["(no events)"]
+    heights = [max(1.0, 0.18 * events.loc[events["rule"] == r, "subject"].nunique() + 0.8) for r in rules]
+    fig, axes = plt.subplots(len(rules), 1, figsize=(10, sum(heights) + 0.8), dpi=80, squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, rule in zip(axes[:, 0], rules):
+        chosen = events[events["rule"] == rule]
+        lane = {subject: i for i, subject in enumerate(sorted(chosen["subject"].unique()))}
+        for event, marker, colour in (("raised", "^", "tab:red"), ("cleared", "v", "tab:green")):
+            part = chosen[chosen["event"] == event]
+            ax.scatter(part["data_ts"], part["subject"].map(lane), marker=marker, color=colour, s=24, label=event)
+        ax.set_yticks(range(len(lane)), labels=list(lane), fontsize=6)
+        if len(chosen):
+            newest = chosen["data_ts"].max()
+            ax.set_xlim(newest - pd.Timedelta(days=30), newest + pd.Timedelta(days=1))
+        ax.set_title(rule, fontsize=8, loc="left")
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
