@@ -134,6 +134,10 @@ def test_no_secret_in_dagster_logs_or_metadata(tmp_path, monkeypatch, capsys):
     with instance_for_test() as instance:
         result = materialize(assets, resources=defs.resources, instance=instance)
         assert result.success
+        board = result.asset_materializations_for_node("alarms__events")[0].metadata
+        assert board["active"].value == 1 and board["active_critical"].value == 1
+        assert "hot" in board["board"].value and "room.temp" in board["board"].value
+        assert (settings.artifacts / "alarm_events.png").read_bytes()[:4] == b"\x89PNG"
         texts = [record.user_message or "" for record in instance.all_logs(result.run_id)]
         texts += [str(record.dagster_event.event_specific_data) for record in instance.all_logs(result.run_id)
                   if record.dagster_event is not None]
