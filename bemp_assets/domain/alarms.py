@@ -311,13 +311,14 @@ class Evaluation:
 
 
 def evaluate_rule(con: duckdb.DuckDBPyConnection, config: BempConfig, rule: AlarmRuleBase, now: datetime) -> Evaluation:
-    """Evaluate one rule incrementally (or over all history when its version is new) and
-    replace its events in the window, in one transaction."""
+    """Evaluate one rule incrementally (or over all history when its version is new); in one
+    transaction, supersede other versions' events, replace the window's events and record
+    the evaluation, so a crash leaves the previous state (and the next run redoes it)."""
     version = rule_version(rule)
-    superseded = _supersede_other_versions(con, rule.name, version, now)
     start = _window_start(con, rule, version)
     new = _event_rows(window_events(con, config, rule, start, now), rule, version, now)
     with transaction(con):
+        superseded = _supersede_other_versions(con, rule.name, version, now)
         _replace_window(con, rule.name, version, start, new)
         con.execute("INSERT INTO ops.alarm_evaluations VALUES (?, ?, ?, ?, ?, ?)",
                     [rule.name, version, start, now, now, len(new)])
