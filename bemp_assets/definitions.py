@@ -4,7 +4,7 @@ from __future__ import annotations
 from dagster import Definitions, EnvVar, in_process_executor
 
 from bemp_assets.assets.agg import build_agg_assets
-from bemp_assets.assets.alarms import build_alarm_assets, build_notifier
+from bemp_assets.assets.alarms import build_alarm_assets, build_notifiers
 from bemp_assets.assets.clean import build_clean_asset
 from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
 from bemp_assets.assets.ops import build_ops_assets
@@ -58,7 +58,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             "inbox": CsvInboxResource(inbox_dir=str(settings.inbox)),
             "gateway": GatewayClient(base_url=EnvVar("BEMP_GATEWAY_URL"), token=EnvVar("BEMP_GATEWAY_TOKEN")),
             "ipanel": IPanelClient(base_url=EnvVar("BEMP_IPANEL_URL"), token=EnvVar("BEMP_IPANEL_TOKEN")),
-            "notifier": build_notifier(config),
+            **build_notifiers(config),
         },
     )
 

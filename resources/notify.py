@@ -1,4 +1,5 @@
-"""Alarm notifications over a webhook: HTTP POST of one JSON event, retried with backoff.
+"""Alarm notifications: a webhook (HTTP POST of one JSON event, retried with backoff) and,
+optionally, apprise URLs (mail, chat, ...).
 
 The receiver gets the header ``Idempotency-Key: <event id>`` so it can drop a repeat (a run
 that died after the POST and before recording it sends again). The URL, which often carries a
@@ -43,18 +44,61 @@ class WebhookNotifier(ConfigurableResource):
         token = os.environ.get(self.token_env) if self.token_env else None
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        error = None
-        for attempt in range(1, self.max_attempts + 1):
+
+        def once():
             try:
                 response = requests.post(url, data=payload.encode(), headers=headers, timeout=self.timeout_s)
             except requests.RequestException as exc:  # the message holds the URL: keep only the kind
-                error = f"{type(exc).__name__} to {self.target()}"
-            else:
-                if response.ok:
-                    return True, attempt, None
-                error = f"HTTP {response.status_code} from {self.target()}"
-                if response.status_code not in RETRY_STATUS:
-                    return False, attempt, error
-            if attempt < self.max_attempts:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        return False, self.max_attempts, error
+                return False, f"{type(exc).__name__} to {self.target()}", True
+            if response.ok:
+                return True, None, False
+            return False, f"HTTP {response.status_code} from {self.target()}", response.status_code in RETRY_STATUS
+
+        return _retried(once, self.max_attempts, self.backoff_s)
+
+
+def _retried(attempt_once, max_attempts: int, backoff_s: float) -> tuple[bool, int, str | None]:
+    """Call ``attempt_once() -> (delivered, error, retry)`` until delivered, not retriable or
+    out of attempts, sleeping ``backoff_s`` doubling in between."""
+    error = None
+    for attempt in range(1, max_attempts + 1):
+        delivered, error, retry = attempt_once()
+        if delivered or not retry:
+            return delivered, attempt, error
+        if attempt < max_attempts:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    return False, max_attempts, error
+
+
+class AppriseNotifier(ConfigurableResource):
+    """Each message to every apprise URL of ``$urls_env`` (space-separated). apprise has no
+    idempotency key: a receiver may see a repeat if a run dies between sending and recording."""
+
+    urls_env: str = "BEMP_ALARM_APPRISE_URLS"
+    max_attempts: int = 3
+    backoff_s: float = 0.5
+
+    def target(self) -> str:
+        count = len(os.environ.get(self.urls_env, "").split())
+        return f"{count} apprise URL(s) from ${self.urls_env}"
+
+    def send(self, payload: str, key: str) -> tuple[bool, int, str | None]:
+        import json
+
+        import apprise
+
+        urls = os.environ.get(self.urls_env, "").split()
+        if not urls:
+            return False, 0, f"{self.urls_env} is not set"
+        event = json.loads(payload)
+        title = f"[{event['severity']}] {event['rule']} {event['event']}: {event['subject']}"
+        body = f"{event['message']} (data {event['data_ts']}, value {event['value']}, event {key})"
+
+        def once():
+            sender = apprise.Apprise()
+            for url in urls:
+                sender.add(url)
+            delivered = bool(sender.notify(title=title, body=body))
+            return delivered, None if delivered else f"apprise: not delivered to every one of {self.target()}", True
+
+        return _retried(once, self.max_attempts, self.backoff_s)

@@ -142,8 +142,31 @@ def test_no_secret_in_dagster_logs_or_metadata(tmp_path, monkeypatch, capsys):
         texts += [str(record.dagster_event.event_specific_data) for record in instance.all_logs(result.run_id)
                   if record.dagster_event is not None]
     blob = "\n".join(texts) + capsys.readouterr().out + capsys.readouterr().err
-    assert "notifications to http://127.0.0.1:" in blob and "0 sent, 1 pending" in blob
+    assert "notifications to http://127.0.0.1:" in blob and "0 sent, 1 not delivered" in blob and "1 notification(s) pending" in blob
     assert SECRET not in blob
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         stored = con.execute("SELECT status, attempts, last_error FROM ops.notifications").fetchall()
     assert len(stored) == 1 and stored[0][:2] == ("pending", 2) and SECRET not in stored[0][2]
+
+
+def test_apprise_channel_delivers_after_its_receiver_was_down(con, config, monkeypatch):
+    """An apprise json:// URL to a real localhost receiver: down (every attempt fails, the
+    message stays pending), then up (delivered once, title and body from the event)."""
+    from resources.notify import AppriseNotifier
+
+    port = free_port()
+    monkeypatch.setenv("TEST_APPRISE_URLS", f"json://127.0.0.1:{port}/notify")
+    warehouse_with_events(con, config, NOW)
+    assert enqueue_notifications(con, "apprise", NOW, 86400) == {"pending": 2, "skipped": 0}
+    sender = AppriseNotifier(urls_env="TEST_APPRISE_URLS", max_attempts=2, backoff_s=0.01)
+    assert deliver_notifications(con, "apprise", sender.send, NOW) == {"sent": 0, "failed": 2}
+    assert con.execute("SELECT DISTINCT status, attempts, last_error FROM ops.notifications").fetchall() == [
+        ("pending", 2, "apprise: not delivered to every one of 1 apprise URL(s) from $TEST_APPRISE_URLS")]
+    receiver = Receiver(port)
+    try:
+        assert deliver_notifications(con, "apprise", sender.send, NOW) == {"sent": 2, "failed": 0}
+    finally:
+        receiver.close()
+    titles = [r["body"]["title"] for r in receiver.received]
+    assert titles == ["[critical] hot raised: room.temp", "[critical] hot cleared: room.temp"]
+    assert receiver.received[0]["body"]["message"].startswith("value 11 beyond upper 10 (data 2024-01-01T23:00:00Z")

@@ -27,13 +27,18 @@ from bemp_assets.domain import alarms
 from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.settings import Settings
 from resources import WarehouseResource
-from resources.notify import WebhookNotifier
+from resources.notify import AppriseNotifier, WebhookNotifier
 
 from .common import WAREHOUSE_POOL
 
 EVENTS_KEY = AssetKey(["alarms", "events"])
 NOTIFICATIONS_KEY = AssetKey(["alarms", "notifications"])
-WEBHOOK = "webhook"
+WEBHOOK, APPRISE = "webhook", "apprise"
+
+
+def channels(config: BempConfig) -> list[str]:
+    """The configured notification channels (none: events are stored, nothing is queued)."""
+    return [name for name, settings in ((WEBHOOK, config.alarms.webhook), (APPRISE, config.alarms.apprise)) if settings]
 
 
 def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: Settings) -> list[AssetsDefinition]:
@@ -46,8 +51,8 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
             results = alarms.evaluate_all(con, config, now)
-            queued = (alarms.enqueue_notifications(con, WEBHOOK, now, config.alarms.notify_max_age)
-                      if config.alarms.webhook else {})
+            queued = {channel: alarms.enqueue_notifications(con, channel, now, config.alarms.notify_max_age)
+                      for channel in channels(config)}
             board = alarms.board_frame(con, now)
             recent = alarms.recent_events(con)
         for r in results:
@@ -71,15 +76,20 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
                                        description="no notification is left pending after delivery")],
            description="Delivers ops.notifications (the outbox) to the webhook; a receiver that is down keeps "
                        "its messages pending for the next run.")
-    def alarm_notifications(context: AssetExecutionContext, warehouse: WarehouseResource, notifier: WebhookNotifier):
+    def alarm_notifications(context: AssetExecutionContext, warehouse: WarehouseResource, notifier: WebhookNotifier,
+                            apprise_notifier: AppriseNotifier):
         now = datetime.now(timezone.utc)
+        senders = {WEBHOOK: notifier, APPRISE: apprise_notifier}
         with warehouse.session() as con:
-            counts = (alarms.deliver_notifications(con, WEBHOOK, notifier.send, now)
-                      if config.alarms.webhook else {"sent": 0, "failed": 0})
+            counts = {channel: alarms.deliver_notifications(con, channel, senders[channel].send, now)
+                      for channel in channels(config)}
             pending = con.execute("SELECT count(*), max(last_error) FROM ops.notifications WHERE status = 'pending'").fetchone()
-        context.log.info(f"notifications to {notifier.target()}: {counts['sent']} sent, {pending[0]} pending")
-        yield MaterializeResult(metadata={"sent": counts["sent"], "pending": int(pending[0]), "target": notifier.target(),
-                                          "configured": bool(config.alarms.webhook)})
+        for channel, count in counts.items():
+            context.log.info(f"notifications to {senders[channel].target()}: {count['sent']} sent, {count['failed']} not delivered")
+        context.log.info(f"{pending[0]} notification(s) pending" + ("" if counts else " (no channel configured)"))
+        yield MaterializeResult(metadata={"sent": MetadataValue.json({c: n["sent"] for c, n in counts.items()}),
+                                          "pending": int(pending[0]), "channels": channels(config),
+                                          "targets": [senders[c].target() for c in counts]})
         yield AssetCheckResult(check_name="outbox_drained", passed=pending[0] == 0, severity=AssetCheckSeverity.WARN,
                                metadata={"pending": int(pending[0]), "last_error": pending[1] or ""})
 
@@ -92,6 +102,8 @@ def _title(recent) -> str:
     return "alarm events per rule: the 30 days up to each rule's newest event (red raised, green cleared)"
 
 
-def build_notifier(config: BempConfig) -> WebhookNotifier:
-    webhook = config.alarms.webhook
-    return WebhookNotifier(**webhook.model_dump()) if webhook else WebhookNotifier()
+def build_notifiers(config: BempConfig) -> dict:
+    """The two channel resources, configured from alarms.yaml (defaults when a channel is off)."""
+    webhook, apprise = config.alarms.webhook, config.alarms.apprise
+    return {"notifier": WebhookNotifier(**webhook.model_dump()) if webhook else WebhookNotifier(),
+            "apprise_notifier": AppriseNotifier(**apprise.model_dump()) if apprise else AppriseNotifier()}

@@ -363,9 +363,17 @@ class WebhookSettings(Strict):
     backoff_s: float = Field(0.5, ge=0, le=30)
 
 
+class AppriseSettings(Strict):
+    """Other channels (mail, chat, ...) as apprise URLs, space-separated in an environment variable."""
+    urls_env: str = Field("BEMP_ALARM_APPRISE_URLS", pattern=r"^[A-Z][A-Z0-9_]*$")
+    max_attempts: int = Field(3, ge=1, le=10)
+    backoff_s: float = Field(0.5, ge=0, le=30)
+
+
 class AlarmsConfig(Strict):
     rules: list[AlarmRule] = Field(default_factory=list)
     webhook: WebhookSettings | None = None
+    apprise: AppriseSettings | None = None
     notify_max_age: Duration = Field(86400, description="events older than this when detected are not sent")
     evaluate_every_minutes: int = Field(5, ge=1, le=60, description="the alarm schedule's interval")
 
