@@ -66,7 +66,7 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
             "rules": MetadataValue.json({r.rule: r.version for r in results}),
             "replayed": [r.rule for r in results if r.replayed],
             "queued_notifications": MetadataValue.json(queued),
-            "board": MetadataValue.md("```\n" + alarms.format_board(board) + "\n```"),
+            "board": MetadataValue.md(alarms.format_board(board, markdown=True)),
             "events_png": MetadataValue.md(f"![alarm events](data:image/png;base64,{encoded})"),
             "path": MetadataValue.path(str(picture)),
         })

@@ -515,14 +515,15 @@ def board_frame(con: duckdb.DuckDBPyConnection, now: datetime, severity: str | N
     return board.reset_index(drop=True)
 
 
-def format_board(board: pd.DataFrame) -> str:
+def format_board(board: pd.DataFrame, markdown: bool = False) -> str:
+    """The board as text for the terminal, or as a Markdown table (asset metadata)."""
     if board.empty:
         return "no active alarms"
     shown = board.assign(raised_at=board["raised_at"].dt.strftime("%Y-%m-%d %H:%M"),
                          last_value=board["last_value"].map(lambda v: "" if pd.isna(v) else f"{v:g}"),
                          acked_by=board["acked_by"].fillna(""))
-    return shown[["alarm_id", "raised_at", "severity", "rule", "subject", "last_value", "elapsed", "state",
-                  "acked_by"]].to_string(index=False)
+    shown = shown[["alarm_id", "raised_at", "severity", "rule", "subject", "last_value", "elapsed", "state", "acked_by"]]
+    return shown.to_markdown(index=False) if markdown else shown.to_string(index=False)
 
 
 def history(con: duckdb.DuckDBPyConnection, rule: str | None = None, subject: str | None = None) -> pd.DataFrame:
