@@ -9,7 +9,6 @@ raw.rejects; a file whose header matches no known shape is rejected whole and fa
 from datetime import datetime, timezone
 
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -24,10 +23,10 @@ from dagster import (
 from bemp_assets.domain.config import BempConfig, SourceConfig
 from bemp_assets.domain.parsing import parse_file
 from bemp_assets.domain.warehouse import ingest
-from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_every_partition, specs
 from resources import CsvInboxResource, WarehouseResource
 
-from .common import WAREHOUSE_POOL, run_window, table_metadata
+from .common import WAREHOUSE_POOL, report_partitions, run_window
 
 # commissioning rules judged on every partition a raw source writes
 SOURCE_RULES = ["correctness", "frequency", "freshness"]
@@ -50,13 +49,15 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         ),
         metadata={"source_format": source.format, "file_pattern": source.pattern, "timezone": tz},
         check_specs=[AssetCheckSpec("files_parsed", asset=key,
-                                    description="every inbox file of this source has a known header shape"),
+                                    description="Every inbox file of this source has a header of a known shape (REACH or the "
+                                                "configured wide export); a file that does not is rejected whole."),
                      *specs(key, SOURCE_RULES)],
     )
     def raw_source(context: AssetExecutionContext, warehouse: WarehouseResource, inbox: CsvInboxResource):
         start, end = run_window(context)
         files = inbox.files(source, config)
         context.log.info(f"{source.name}: {len(files)} file(s) in the inbox, window {start} .. {end}")
+        now = datetime.now(timezone.utc)
         with warehouse.session() as con:
             parsed = []
             for index, f in enumerate(files, start=1):
@@ -66,39 +67,37 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
                     context.log.error(result.error)
                 else:
                     context.log.info(f"[{index}/{len(files)}] {f.name}: {result.rows} readings, {len(result.rejects)} rejected rows")
-            report = ingest(con, source, tz, parsed, (start, end), datetime.now(timezone.utc))
+            report = ingest(con, source, tz, parsed, (start, end), now)
             for p in parsed:
                 if p.table:
                     con.execute(f"DROP TABLE IF EXISTS {p.table}")
             source_variables = [v for (v,) in con.execute(
                 "SELECT variable_id FROM meta.variables WHERE source = ?", [source.name]).fetchall()]
-            rule_results = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables)
-            metadata = table_metadata(
-                con, "raw.measurements", "ts", start, end,
+            verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables)
+            metadata = report_partitions(
+                context, con, "raw.measurements", "ts", written_at=now,
                 where=f"variable_id IN (SELECT variable_id FROM meta.variables WHERE source = '{source.name}')")
         for warning in report.warnings:
             context.log.warning(warning)
         metadata.update({
             "files": MetadataValue.json(report.files),
-            "rows_read": report.rows_read,
-            "rows_in_window": report.rows_in_window,
-            "inserted": report.inserted,
-            "revised": report.revised,
-            "unchanged": report.unchanged,
-            "overlapping_rows": report.overlapping_rows,
-            "rejected_rows": report.rejects_in_files,
-            "rejected_rows_new": report.rejects_new,
+            "run_rows_read": report.rows_read,
+            "run_rows_in_window": report.rows_in_window,
+            "run_inserted": report.inserted,
+            "run_revised": report.revised,
+            "run_unchanged": report.unchanged,
+            "run_overlapping_rows": report.overlapping_rows,
+            "run_rejected_rows": report.rejects_in_files,
+            "run_rejected_rows_new": report.rejects_new,
             "variables": report.variables,
         })
-        return MaterializeResult(
-            metadata=metadata,
-            check_results=[AssetCheckResult(
-                check_name="files_parsed",
-                passed=not report.failed_files,
-                severity=AssetCheckSeverity.ERROR,
-                metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files)},
-            ), *rule_results],
-        )
+        yield MaterializeResult(metadata=metadata)
+        files_parsed = Verdict(
+            passed=not report.failed_files, severity=AssetCheckSeverity.ERROR,
+            description=(f"{len(report.failed_files)} of {len(report.files)} file(s) have a header of no known shape"
+                         if report.failed_files else f"all {len(report.files)} file(s) have a known header shape"),
+            metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files)})
+        yield from emit_checks(context, {"files_parsed": same_for_every_partition(context, files_parsed), **verdicts})
 
     return raw_source
 
