@@ -1,4 +1,4 @@
-"""Commissioning rules as Dagster asset checks, one evaluation per partition.
+"""Commissioning rules as Dagster asset checks, one evaluation per judged partition.
 
 The checks are evaluated inside the step that materialises the asset (``check_specs``), so they
 judge exactly the partitions just written, with the step's own DuckDB connection and pool slot.
@@ -6,11 +6,14 @@ The rules live in ``bemp_assets.domain.commissioning`` (statistics in DuckDB, de
 Expectations, per variable and site-local day).
 
 A range run (single-run backfill) yields, after its materialisations, one
-``AssetCheckEvaluation`` per check and partition (Dagster plans one per partition, so none is
-left "Skipped"), each pointing at that partition's materialisation, plus one run-level
-evaluation without a partition that sums up the range (what the UI shows as the check's latest
-result). Dagster 1.13 has no ``partition`` on ``AssetCheckResult``; partitioned check specs
-exist only as a preview, hence the evaluations are built here.
+``AssetCheckEvaluation`` per check and judged partition, each pointing at that partition's
+materialisation, plus one run-level evaluation without a partition that sums up the range (what
+the UI shows as the check's latest result). Dagster plans an evaluation for every partition of
+the run; a partition outside every variable's life is not judged and stays "Skipped", which is
+what it is (writing thousands of "not judged" evaluations for a ten-year range would cost more
+than the run itself: every evaluation is a write to the instance's event log). Dagster 1.13 has
+no ``partition`` on ``AssetCheckResult`` and partitioned check specs only as a preview, hence
+the evaluations are built here.
 
 Severity: rules that guard downstream use are ERROR and blocking (duplicates in clean, daily
 completeness); the others warn (correctness is ERROR but not blocking: cleaning may repair it).
@@ -75,9 +78,10 @@ class Verdict:
     metadata: dict[str, Any]
 
 
-def same_for_every_partition(context: AssetExecutionContext, verdict: Verdict) -> dict[str | None, Verdict]:
-    """A check whose subject is the run, not a day (files parsed, gateways registered)."""
-    return {RUN_LEVEL: verdict, **{key: verdict for key in context.partition_keys}}
+def same_for_partitions(verdict: Verdict, partitions: list[str]) -> dict[str | None, Verdict]:
+    """A check whose subject is the run, not a day (files parsed, gateways registered): the same
+    verdict on every partition the run wrote rows to, and on the run."""
+    return {RUN_LEVEL: verdict, **{key: verdict for key in partitions}}
 
 
 def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection, config: BempConfig,
@@ -100,9 +104,9 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
     for outcome in outcomes:
         by_day = rules.day_verdicts(outcome, labels)
         _log(context, outcome, len(by_day), labels)
-        verdicts[outcome.rule] = {key: _partition_verdict(outcome, by_day.get(datetime.fromisoformat(key).date()))
-                                  for key in context.partition_keys}
-        verdicts[outcome.rule][RUN_LEVEL] = _run_verdict(outcome, verdicts[outcome.rule], labels)
+        judged = {key: _partition_verdict(outcome, by_day[day]) for key in context.partition_keys
+                  if (day := datetime.fromisoformat(key).date()) in by_day}
+        verdicts[outcome.rule] = {**judged, RUN_LEVEL: _run_verdict(outcome, judged, len(context.partition_keys), labels)}
     return verdicts
 
 
@@ -135,11 +139,8 @@ def _thresholds(rows: list[dict]) -> Any:
     return values[0] if len(values) == 1 else MetadataValue.json(values)
 
 
-def _partition_verdict(outcome: RuleOutcome, day: DayVerdict | None) -> Verdict:
+def _partition_verdict(outcome: RuleOutcome, day: DayVerdict) -> Verdict:
     severity = RULES[outcome.rule][0]
-    if day is None:
-        return Verdict(True, severity, "not judged: no variable of this asset was expected to report on this day "
-                                       "(outside every variable's life)", {"checked": 0, "expectation": outcome.expectation})
     return Verdict(
         passed=day.passed,
         severity=severity if day.passed or day.blocking else AssetCheckSeverity.WARN,
@@ -150,20 +151,20 @@ def _partition_verdict(outcome: RuleOutcome, day: DayVerdict | None) -> Verdict:
     )
 
 
-def _run_verdict(outcome: RuleOutcome, by_partition: dict[str | None, Verdict], labels: dict[str, str]) -> Verdict:
+def _run_verdict(outcome: RuleOutcome, judged: dict[str, Verdict], partitions: int, labels: dict[str, str]) -> Verdict:
     """The run's range in one evaluation: which days failed, and the worst rows."""
-    failed = sorted(k for k, v in by_partition.items() if k is not None and not v.passed)
-    blocking = [k for k in failed if by_partition[k].severity == RULES[outcome.rule][0]]
-    judged = sum(1 for k, v in by_partition.items() if k is not None and v.metadata.get("checked"))
+    failed = sorted(k for k, v in judged.items() if not v.passed)
+    blocking = [k for k in failed if judged[k].severity == RULES[outcome.rule][0]]
+    outside = f"{partitions - len(judged)} of {partitions} partition(s) outside every variable's life, not judged"
     if failed:
         shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-        description = f"{len(failed)} of {judged} day(s) judged fail: {shown}"
+        description = f"{len(failed)} of {len(judged)} day(s) judged fail: {shown}; {outside}"
     else:
-        description = f"all {judged} day(s) judged pass ({len(by_partition) - judged} outside every variable's life)"
+        description = f"all {len(judged)} day(s) judged pass; {outside}"
     severity = RULES[outcome.rule][0] if blocking or not failed else AssetCheckSeverity.WARN
     worst = outcome.worst(5, labels)
     return Verdict(not failed, severity, description, {
-        "days_judged": judged, "days_failed": len(failed), "checked": outcome.checked,
+        "days_judged": len(judged), "days_failed": len(failed), "days_not_judged": partitions - len(judged), "checked": outcome.checked,
         "failed": outcome.failed - outcome.no_data, "no_data": outcome.no_data,
         "observed_worst": MetadataValue.json(worst), "expectation": outcome.expectation,
     })
@@ -171,7 +172,7 @@ def _run_verdict(outcome: RuleOutcome, by_partition: dict[str | None, Verdict], 
 
 def emit_checks(context: AssetExecutionContext, verdicts: dict[str, dict[str | None, Verdict]]) -> Iterator:
     """Yield, after the asset's MaterializeResult, each selected check's output and its
-    evaluations: one per partition of the run, and the run-level one."""
+    evaluations: one per judged partition, and the run-level one."""
     targets = _materializations_of_this_run(context)
     for name, by_partition in verdicts.items():
         key = AssetCheckKey(context.asset_key, name)

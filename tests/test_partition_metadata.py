@@ -84,9 +84,15 @@ def test_range_beyond_the_life_passes_and_records_only_life_days(backfill):
     assert outside == 0
 
 
-def test_one_check_evaluation_per_partition_and_none_skipped(backfill):
+def test_one_check_evaluation_per_judged_partition(backfill):
+    """Every partition inside the source's life gets one evaluation of each check, pointing at
+    that partition's materialisation, plus one run-level evaluation; the partitions outside the
+    life stay planned (shown as skipped: not judged), and only those. (files_parsed is judged on
+    the days the files hold, here the same days.)"""
     _, instance, _ = backfill
-    keys = partition_keys()
+    life = {local_day(stamp) for _, _, stamp, _ in csv_readings()}
+    outside = [k for k in partition_keys() if k not in life]
+    assert len(life) == 21 and len(outside) == 23
     checks = {"raw/reach_residential": ["files_parsed", "correctness", "frequency", "freshness"],
               "clean/measurements": ["duplicates"], "agg/daily": ["completeness"]}
     for asset_key, names in checks.items():
@@ -94,14 +100,17 @@ def test_one_check_evaluation_per_partition_and_none_skipped(backfill):
         materialized = materializations(instance, asset.path)
         for name in names:
             records = instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(asset, name), limit=1000)
-            by_partition = Counter(r.partition for r in records)
-            assert by_partition == Counter({**{k: 1 for k in keys}, None: 1}), (asset_key, name)
-            assert {r.status.value for r in records} == {"SUCCEEDED"}, (asset_key, name)
-            # each evaluation judges its own partition's materialisation
+            done = Counter(r.partition for r in records if r.status.value == "SUCCEEDED")
+            planned = sorted(r.partition for r in records if r.status.value == "PLANNED")
+            assert done == Counter({**{k: 1 for k in life}, None: 1}), (asset_key, name)
+            assert planned == outside and len(records) == len(life) + 1 + len(outside), (asset_key, name)
             for record in records:
                 evaluation = record.event.dagster_event.event_specific_data
-                if record.partition is not None:
+                if record.partition is not None and record.status.value == "SUCCEEDED":
+                    assert evaluation.partition == record.partition
                     assert evaluation.target_materialization_data.storage_id == materialized[record.partition].storage_id
+                elif record.partition is None and name != "files_parsed":  # the run-level evaluation of a rule
+                    assert evaluation.description.endswith("; 23 of 44 partition(s) outside every variable's life, not judged")
 
 
 def test_row_counts_per_partition_equal_the_csv(backfill):

@@ -32,7 +32,7 @@ def build_agg_assets(partitions: PartitionsDefinition, clean_key: AssetKey, conf
             for index, count, chunk_start, chunk_end in chunks(context):
                 stats = rebuild_hourly(con, chunk_start, chunk_end)
                 context.log.info(f"hourly [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {stats['rows']} rows")
-            metadata = report_partitions(context, con, "agg.hourly", "hour")
+            metadata, _ = report_partitions(context, con, "agg.hourly", "hour")
         return MaterializeResult(metadata=metadata)
 
     @asset(key=["agg", "daily"], deps=[hourly.key], **common,
@@ -46,7 +46,7 @@ def build_agg_assets(partitions: PartitionsDefinition, clean_key: AssetKey, conf
             for index, count, chunk_start, chunk_end in chunks(context):
                 stats = rebuild_daily(con, chunk_start, chunk_end, tz)
                 context.log.info(f"daily [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {stats['rows']} rows")
-            metadata = report_partitions(context, con, "agg.daily", "day", is_date=True)
+            metadata, _ = report_partitions(context, con, "agg.daily", "day", is_date=True)
             verdicts = evaluate_rules(context, con, config, ["completeness"], start, end)
         yield MaterializeResult(metadata=metadata)
         yield from emit_checks(context, verdicts)

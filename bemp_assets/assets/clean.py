@@ -58,7 +58,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
                 context.log.info(f"clean [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {report.rows} rows, "
                                  f"{report.inserted} written, {report.deleted} removed, "
                                  f"{len(report.changed_variables)} variable(s) changed")
-            metadata = report_partitions(context, con, "clean.measurements", "ts")
+            metadata, _ = report_partitions(context, con, "clean.measurements", "ts")
             example = before_after(con, start, end, chains)
             verdicts = evaluate_rules(context, con, config, ["duplicates"], start, end)
         metadata.update({

@@ -45,8 +45,9 @@ def column_schema(described: list[tuple]) -> TableSchema:
 
 def report_partitions(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection, table: str, time_column: str,
                       where: str = "TRUE", order_by: list[str] | None = None, is_date: bool = False,
-                      written_at: datetime | None = None, written_column: str = "ingested_at", preview_rows: int = 5) -> dict:
-    """Give every partition of the run its own metadata, and return the run's.
+                      written_at: datetime | None = None, written_column: str = "ingested_at", preview_rows: int = 5) -> tuple[dict, list[str]]:
+    """Give every partition of the run its own metadata; return the run's, and the partitions
+    holding rows.
 
     Per partition (``context.add_asset_metadata(..., partition_key=...)``): ``dagster/row_count``
     (rows of ``table`` on that site-local day that satisfy ``where``), its window, a preview of
@@ -87,4 +88,4 @@ def report_partitions(context: AssetExecutionContext, con: duckdb.DuckDBPyConnec
         "dagster/column_schema": column_schema(con.execute(f"DESCRIBE {table}").fetchall()),
         "dagster/table_name": f"warehouse.{table}",
         "run_partitions": f"{keys[0]} .. {keys[-1]} ({len(keys)} partition(s) in this run; run_* figures are the run's)",
-    }
+    }, [key for key in keys if key in by_day]

@@ -20,7 +20,7 @@ from dagster import (
     asset,
 )
 
-from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_every_partition, specs
+from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
 from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.live import CHARGER_STATUS, CHARGES, TRIPS, Table, as_parsed, gateway_batch, ipanel_batch, merge_records
 from bemp_assets.domain.warehouse import ingest, store_rejects, transaction
@@ -76,7 +76,7 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
             con.execute("DROP TABLE IF EXISTS stage_gateway")
             variables = sorted(batch.rows["variable_id"].unique())
             verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, variables)
-            metadata = report_partitions(context, con, "raw.gateway_measurements", "ts",
+            metadata, filled = report_partitions(context, con, "raw.gateway_measurements", "ts",
                                          order_by=["sn", "channel"], written_at=now, written_column="fetched_at")
         if batch.unknown_sns:
             context.log.warning(f"unregistered gateways reported data (stored, flagged): {batch.unknown_sns}")
@@ -91,7 +91,7 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
                          f"{', '.join(batch.unknown_sns)}" if batch.unknown_sns
                          else f"every reporting gateway is among the {len(registry)} registered"),
             metadata={"unregistered": MetadataValue.json(batch.unknown_sns), "registered": len(registry)})
-        yield from emit_checks(context, {"registered_gateways": same_for_every_partition(context, registered), **verdicts})
+        yield from emit_checks(context, {"registered_gateways": same_for_partitions(registered, filled), **verdicts})
 
     return gateway_measurements
 
@@ -109,7 +109,7 @@ def build_ipanel_asset(name: str, table: Table, fetch_name: str, partitions: Par
             merged = merge_records(con, table.name, list(table.key), batch.rows.assign(fetched_at=now))
             store_rejects(con, "ipanel", batch.rejects.assign(source_file=f"ipanel:{name}"), now)
         with warehouse.session() as con:
-            metadata = report_partitions(context, con, table.name, f'"{table.time_field}"',
+            metadata, _ = report_partitions(context, con, table.name, f'"{table.time_field}"',
                                          order_by=list(table.key), written_at=now, written_column="fetched_at")
         return MaterializeResult(metadata={
             **metadata, "run_records_received": batch.received, "run_repeated_in_response": batch.repeated,

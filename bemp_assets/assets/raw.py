@@ -23,7 +23,7 @@ from dagster import (
 from bemp_assets.domain.config import BempConfig, SourceConfig
 from bemp_assets.domain.parsing import parse_file
 from bemp_assets.domain.warehouse import ingest
-from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_every_partition, specs
+from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
 from resources import CsvInboxResource, WarehouseResource
 
 from .common import WAREHOUSE_POOL, report_partitions, run_window
@@ -74,7 +74,7 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
             source_variables = [v for (v,) in con.execute(
                 "SELECT variable_id FROM meta.variables WHERE source = ?", [source.name]).fetchall()]
             verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables)
-            metadata = report_partitions(
+            metadata, filled = report_partitions(
                 context, con, "raw.measurements", "ts", written_at=now,
                 where=f"variable_id IN (SELECT variable_id FROM meta.variables WHERE source = '{source.name}')")
         for warning in report.warnings:
@@ -97,7 +97,7 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
             description=(f"{len(report.failed_files)} of {len(report.files)} file(s) have a header of no known shape"
                          if report.failed_files else f"all {len(report.files)} file(s) have a known header shape"),
             metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files)})
-        yield from emit_checks(context, {"files_parsed": same_for_every_partition(context, files_parsed), **verdicts})
+        yield from emit_checks(context, {"files_parsed": same_for_partitions(files_parsed, filled), **verdicts})
 
     return raw_source
 
