@@ -250,3 +250,20 @@ def test_heat_maps_per_source_over_their_own_life(con, tmp_path):
     for _, path in maps.values():
         width, height = struct.unpack(">II", path.read_bytes()[16:24])  # PNG IHDR
         assert 300 <= width <= 900 and height < 400
+
+
+def test_long_silence_is_out_of_service_short_one_is_no_data(con, config, rules_ready):
+    """gw1 reports days 0-1 (day 1 until noon, when the whole source stops), is silent for 40
+    days, reports days 42-43, is silent 3 days, reports day 47. The 40 days are out of service
+    (not judged, nothing recorded); the 3 days are no-data days; the half day before the long
+    silence is complete (its source ended there)."""
+    half_day = [DAY + m for m in range(0, 12 * 60, 10)]
+    seed(con, "gw1.temperature", every_10_min([0]) + half_day + every_10_min([42, 43, 47]), [20.0] * (144 + 72 + 432))
+    rules_ready()
+    assert rules.OUT_OF_SERVICE_DAYS == 30
+    result, got = completeness_by_day(con, T0 - timedelta(days=400), T0 + timedelta(days=400), ["gw1.temperature"])
+    first = date(2021, 3, 1)
+    day = lambda n: str(first + timedelta(days=n))  # noqa: E731
+    assert got == {("gw1.temperature", day(n)): (1.0, "pass") for n in (0, 1, 42, 43, 47)} | {
+        ("gw1.temperature", day(n)): (0.0, "no_data") for n in (44, 45, 46)}
+    assert result.checked == 8

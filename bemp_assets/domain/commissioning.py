@@ -2,7 +2,8 @@
 
 Every rule is judged per variable and site-local day (a partition), and only on the days the
 variable was expected to report: its **life**, from its registered commissioning date (a
-gateway's ``installed``) or else its first reading, to the last reading of its source. A
+gateway's ``installed``) or else its first reading, to the last reading of its source, without
+the stretches of more than ``OUT_OF_SERVICE_DAYS`` days in which its device sent nothing. A
 partition range reaching years beyond a source's life judges nothing there and records nothing.
 
 The numbers are computed set-based in DuckDB (one row per variable and day); the pass/fail
@@ -91,18 +92,28 @@ def commissioning_dates(config: BempConfig) -> dict[str, date]:
     return {s.variable_id(g.sn): g.installed for g in config.gateways for s in g.sensors}
 
 
-def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[str, date] | None = None) -> None:
-    """Temp table ``_life``: per variable with readings, the site-local days it is expected to
-    report, ``first_day`` .. ``last_day``.
+# A device that sends nothing for more than this many days in a row is out of service for that
+# stretch: its days are not judged (docs/commissioning.md); shorter silences are no-data days.
+OUT_OF_SERVICE_DAYS = 30
 
-    ``first_day`` is its commissioning date when registered (and earlier than its first
-    reading), else the day of its first reading; ``last_day`` is the day of the last reading of
-    its *source*: an export or platform that ends is not a fault, but inside that span every
-    variable of the source is expected (a sensor that died while its siblings report is).
+
+def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[str, date] | None = None) -> None:
+    """Temp tables describing when each variable was expected to report (its **life**).
+
+    * ``_life``: per variable with readings, ``first_day`` .. ``last_day`` (site-local): from its
+      commissioning date when registered (and earlier than its first reading), else the day of
+      its first reading, to the day of the last reading of its *source* (an export or platform
+      that ends is not a fault; inside that span every variable of the source is expected);
+    * ``_device_days``: per device and day with readings, its first and last reading, and its
+      source's;
+    * ``_out_of_service``: per device, the stretches of more than ``OUT_OF_SERVICE_DAYS`` days
+      without any reading inside that span (before its first reading, between two, after its
+      last): the device was not operating, and those days lie outside the life.
     """
     dates = pd.DataFrame({"variable_id": pd.Series(list((commissioned or {}).keys()), dtype=object),
                           "commissioned": pd.Series(list((commissioned or {}).values()), dtype="datetime64[ns]")})
     con.register("_commissioned", dates)
+    params = {"tz": tz}
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _life AS
         WITH seen AS (SELECT variable_id, min(ts) AS first_ts, max(ts) AS last_ts FROM raw.measurements GROUP BY ALL),
@@ -114,13 +125,33 @@ def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[st
         SELECT *, least(timezone($tz, first_ts)::DATE, coalesce(commissioned, timezone($tz, first_ts)::DATE)) AS first_day,
                timezone($tz, source_last_ts)::DATE AS last_day
         FROM life
-    """, {"tz": tz})
+    """, params)
     con.unregister("_commissioned")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _device_days AS
+        SELECT *, min(first_ts) OVER (PARTITION BY source, day) AS source_first_ts,
+               max(last_ts) OVER (PARTITION BY source, day) AS source_last_ts
+        FROM (SELECT v.source, v.device, timezone($tz, m.ts)::DATE AS day, min(m.ts) AS first_ts, max(m.ts) AS last_ts
+              FROM raw.measurements m JOIN meta.variables v USING (variable_id) GROUP BY ALL)
+    """, params)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _out_of_service AS
+        WITH marks AS (  -- days with readings, plus the day before the life and the day after it
+            SELECT device, day FROM _device_days
+            UNION ALL SELECT device, min(first_day) - 1 FROM _life GROUP BY device
+            UNION ALL SELECT device, max(last_day) + 1 FROM _life GROUP BY device
+        ),
+        gaps AS (SELECT device, day, lag(day) OVER (PARTITION BY device ORDER BY day) AS previous FROM marks)
+        SELECT device, previous + 1 AS from_day, day - 1 AS to_day FROM gaps
+        WHERE day - previous - 1 > {OUT_OF_SERVICE_DAYS}
+    """)
 
 
 def _life_days(con, start: datetime, end: datetime, tz: str, variables: list[str]) -> None:
     """Temp table ``_life_days``: (variable, site-local day) for every day of [start, end)
-    inside the variable's life (``register_life``), with the day's bounds as instants."""
+    inside the variable's life (``register_life``), with the day's bounds as instants, whether
+    its device sent anything that day, its source's first and last reading that day, and whether
+    the device's life begins or resumes (``opens``) or ends or pauses (``closes``) that day."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _life_days AS
         WITH bounds AS (
@@ -132,9 +163,13 @@ def _life_days(con, start: datetime, end: datetime, tz: str, variables: list[str
             SELECT *, unnest(generate_series(from_day, to_day, INTERVAL 1 DAY))::DATE AS day
             FROM bounds WHERE from_day <= to_day
         )
-        SELECT variable_id, device, source, first_ts, first_day, source_last_ts, day,
-               timezone($tz, day::TIMESTAMP) AS day_start, timezone($tz, (day + 1)::TIMESTAMP) AS day_end
-        FROM days
+        SELECT d.variable_id, d.device, d.source, d.first_ts, d.first_day, d.day,
+               timezone($tz, d.day::TIMESTAMP) AS day_start, timezone($tz, (d.day + 1)::TIMESTAMP) AS day_end,
+               dd.first_ts IS NOT NULL AS device_reported, dd.source_first_ts, dd.source_last_ts,
+               d.day = d.first_day OR EXISTS (SELECT 1 FROM _out_of_service o WHERE o.device = d.device AND o.to_day = d.day - 1) AS opens,
+               d.day = d.last_day OR EXISTS (SELECT 1 FROM _out_of_service o WHERE o.device = d.device AND o.from_day = d.day + 1) AS closes
+        FROM days d LEFT JOIN _device_days dd ON dd.device = d.device AND dd.day = d.day
+        WHERE NOT EXISTS (SELECT 1 FROM _out_of_service o WHERE o.device = d.device AND d.day BETWEEN o.from_day AND o.to_day)
     """, {"start": start, "end": end, "tz": tz, "variables": variables})
 
 
@@ -178,11 +213,13 @@ def frequency_stats(con, start: datetime, end: datetime, tz: str, variables: lis
 def completeness_stats(con, start: datetime, end: datetime, tz: str, variables: list[str]) -> pd.DataFrame:
     """Per variable and local day of its life: readings present over readings expected.
 
-    Expected readings are counted from the variable's first reading (the whole day before it,
-    on registered days before the first reading) up to the last reading of its source (an
-    export that ends mid-day is not a gap). ``device_reported`` says whether the variable's
+    Readings are expected all day, except on the day of the variable's first reading (from
+    that reading), on the day its device's life opens or resumes after a stretch out of service
+    (from the source's first reading that day) and on the day it ends or pauses (up to the
+    source's last reading that day, plus one interval): an export that ends mid-day is not a
+    gap, a device that stops while its source goes on is. ``device_reported`` says whether the
     device delivered anything at all that day; the caller turns a silent device's day into a
-    ``no_data`` verdict. Needs ``_rules`` and ``_life``.
+    ``no_data`` verdict. Needs ``_rules`` and ``register_life``.
     """
     _life_days(con, start, end, tz, variables)
     return con.execute("""
@@ -190,21 +227,18 @@ def completeness_stats(con, start: datetime, end: datetime, tz: str, variables: 
             SELECT variable_id, timezone($tz, ts)::DATE AS day, count(*) AS n FROM raw.measurements
             WHERE ts >= $start AND ts < $end AND list_contains($variables, variable_id) GROUP BY ALL
         ),
-        device_present AS (
-            SELECT DISTINCT v.device, timezone($tz, m.ts)::DATE AS day
-            FROM raw.measurements m JOIN meta.variables v USING (variable_id)
-            WHERE m.ts >= $start AND m.ts < $end AND v.device IN (SELECT device FROM _life_days)
-        ),
         expected AS (
             SELECT d.variable_id, d.device, d.day, u.interval_s, u.completeness_min,
-                   CASE WHEN d.first_ts < d.day_end THEN greatest(d.day_start, d.first_ts) ELSE d.day_start END AS from_ts,
-                   least(d.day_end, d.source_last_ts + to_seconds(u.interval_s)) AS to_ts
+                   d.device_reported,
+                   CASE WHEN d.first_ts >= d.day_start AND d.first_ts < d.day_end THEN d.first_ts
+                        WHEN d.opens THEN coalesce(d.source_first_ts, d.day_start) ELSE d.day_start END AS from_ts,
+                   CASE WHEN d.closes THEN least(d.day_end, coalesce(d.source_last_ts, d.day_end) + to_seconds(u.interval_s))
+                        ELSE d.day_end END AS to_ts
             FROM _life_days d JOIN _rules u USING (variable_id)
         ),
         counted AS (
-            SELECT e.*, coalesce(p.n, 0) AS n, ceil((epoch(e.to_ts) - epoch(e.from_ts)) / e.interval_s) AS expected_n,
-                   dp.device IS NOT NULL AS device_reported
-            FROM expected e LEFT JOIN present p USING (variable_id, day) LEFT JOIN device_present dp USING (device, day)
+            SELECT e.*, coalesce(p.n, 0) AS n, ceil((epoch(e.to_ts) - epoch(e.from_ts)) / e.interval_s) AS expected_n
+            FROM expected e LEFT JOIN present p USING (variable_id, day)
             WHERE e.to_ts > e.from_ts
         )
         SELECT variable_id, day, least(1.0, n / expected_n) AS observed, completeness_min AS threshold,
@@ -225,7 +259,7 @@ def duplicate_stats(con, table: str, start: datetime, end: datetime, tz: str) ->
 def freshness_stats(con, start: datetime, end: datetime, tz: str, as_of: datetime, variables: list[str]) -> pd.DataFrame:
     """Per variable and local day of its life: seconds since its newest reading at the end of
     that day, or at ``as_of`` for the day containing it (the live case). Days after ``as_of``
-    are not judged. Needs ``_rules`` and ``_life``."""
+    are not judged. Needs ``_rules`` and ``register_life``."""
     _life_days(con, start, end, tz, variables)
     return con.execute("""
         WITH days AS (

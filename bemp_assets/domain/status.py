@@ -214,12 +214,13 @@ def source_heatmaps(con: duckdb.DuckDBPyConnection, tz: str, folder: Path) -> li
         start = pd.Timestamp(first).tz_convert(tz).normalize()
         end = pd.Timestamp(last).tz_convert(tz).normalize() + pd.Timedelta(days=1)
         matrix = coverage_matrix(con, start.to_pydatetime(), end.to_pydatetime(), tz, variables)
-        title = f"{source}: share of expected readings per site-local day, {matrix.columns[0]} .. {matrix.columns[-1]}"
+        title = f"{source}, {matrix.columns[0]} .. {matrix.columns[-1]}\nreadings present / expected per site-local day"
         maps.append((source, matrix, render_heatmap(matrix.rename(index=labels), folder / f"coverage_{source}.png", title)))
     return maps
 
 
 HEATMAP_MAX_PX = 900  # the Dagster UI's metadata dialog shows about this width without scrolling
+HEATMAP_MIN_PX = 640  # room for the title and the colour scale of a source with few days
 
 
 def render_heatmap(matrix: pd.DataFrame, path: Path, title: str) -> Path:
@@ -232,8 +233,8 @@ def render_heatmap(matrix: pd.DataFrame, path: Path, title: str) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     dpi = 100
-    width = min(HEATMAP_MAX_PX, 420 + 6 * len(matrix.columns)) / dpi
-    fig, ax = plt.subplots(figsize=(width, 1.7 + 0.2 * max(1, len(matrix))), dpi=dpi)
+    width = min(HEATMAP_MAX_PX, max(HEATMAP_MIN_PX, 420 + 6 * len(matrix.columns))) / dpi
+    fig, ax = plt.subplots(figsize=(width, 1.8 + 0.22 * max(1, len(matrix))), dpi=dpi)
     image = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(len(matrix)), labels=list(matrix.index), fontsize=7)
     if len(matrix.columns):
@@ -241,9 +242,9 @@ def render_heatmap(matrix: pd.DataFrame, path: Path, title: str) -> Path:
         ax.set_xticks(range(0, len(matrix.columns), step), labels=[str(d) for d in matrix.columns[::step]],
                       rotation=30, ha="right", fontsize=7)
     ax.set_title(title, fontsize=8, loc="left")
-    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, ticks=[0, 0.5, 0.9, 1])
-    bar.ax.set_yticklabels(["0 %", "50 %", "90 %", "100 %"], fontsize=7)
-    bar.set_label("readings present / expected", fontsize=7)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, ticks=[0, 0.25, 0.5, 0.75, 1])
+    bar.ax.set_yticklabels(["0 %", "25 %", "50 %", "75 %", "100 %"], fontsize=7)
+    bar.set_label("share of expected readings", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
