@@ -129,8 +129,7 @@ def _log(context: AssetExecutionContext, outcome: RuleOutcome, days: int, labels
     text = (f"{context.asset_key.to_user_string()} {outcome.rule}: {faults} of {outcome.checked} variable-days fail, "
             f"{outcome.no_data} without any data, over {days} day(s) judged")
     if faults:
-        text += "; " + rules.describe(RuleOutcome(outcome.rule, False, outcome.expectation, outcome.checked,
-                                                  faults, outcome.details[outcome.details["verdict"] == rules.FAIL]), labels)
+        text += "; worst: " + rules.worst_faults(outcome, labels)
     (context.log.warning if faults and RULES[outcome.rule][0] == AssetCheckSeverity.ERROR else context.log.info)(text)
 
 

@@ -59,10 +59,6 @@ class RuleOutcome:
                  "observed": _round(r.observed), "threshold": _round(r.threshold), "verdict": r.verdict}
                 for r in bad.itertuples()]
 
-    def summary(self) -> dict[str, Any]:
-        return {"rule": self.rule, "passed": self.passed, "checked": self.checked, "failed": self.failed,
-                "no_data": self.no_data, "expectation": self.expectation, "worst": self.worst()}
-
 
 def _round(value: Any) -> Any:
     return round(float(value), 4) if isinstance(value, (int, float)) and pd.notna(value) else value
@@ -399,23 +395,27 @@ def describe(outcome: RuleOutcome, labels: dict[str, str]) -> str:
         return "not judged: no variable was expected to report"
     bad = rows[rows["verdict"] == FAIL]
     quiet = rows[rows["verdict"] == NO_DATA]
-    name = lambda r: labels.get(r.variable_id, r.variable_id)  # noqa: E731
     if len(bad):
-        worst = outcome.worst(3, labels)
-        shown = "; ".join(_fault(outcome.rule, bad.set_index("variable_id").loc[w["variable_id"]], w["variable"]) for w in worst
-                          if w["verdict"] == FAIL)
-        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        return f"{len(bad)} of {n} variables fail: {shown}{more}"
+        return f"{len(bad)} of {n} variables fail: {worst_faults(outcome, labels)}"
     if len(quiet):
         devices = sorted(quiet["device"].unique())
         return (f"no data at all from {', '.join(devices[:3])}{' and others' if len(devices) > 3 else ''} "
                 f"({len(quiet)} of {n} variables): a no-data day, not blocking")
-    return _all_good(outcome.rule, rows, name)
+    return _all_good(outcome.rule, rows, labels)
+
+
+def worst_faults(outcome: RuleOutcome, labels: dict[str, str], n: int = 3) -> str:
+    """The ``n`` worst ``fail`` rows in words, e.g. ``GW-BE-0001.ch2_humidity has 48% of its
+    expected readings (69 of 144; limit 90%)``, with the day when the rows span several."""
+    bad = outcome.details[outcome.details["verdict"] == FAIL]
+    bad = bad.sort_values("observed", ascending=outcome.rule == "completeness")
+    several_days = bad["day"].nunique() > 1
+    shown = "; ".join(_fault(outcome.rule, row, labels.get(row.variable_id, row.variable_id))
+                      + (f" on {pd.Timestamp(row.day).date()}" if several_days else "") for row in bad.head(n).itertuples())
+    return shown + (f" (and {len(bad) - n} more)" if len(bad) > n else "")
 
 
 def _fault(rule: str, row, label: str) -> str:
-    if isinstance(row, pd.DataFrame):  # several days of one variable: show its worst
-        row = row.sort_values("observed", ascending=rule == "completeness").iloc[0]
     if rule == "completeness":
         return f"{label} has {row.observed:.0%} of its expected readings ({int(row.n)} of {int(row.expected_n)}; limit {row.threshold:.0%})"
     if rule == "freshness":
@@ -435,8 +435,9 @@ def _range(row) -> str:
     return f"[{low} .. {high}]"
 
 
-def _all_good(rule: str, rows: pd.DataFrame, name) -> str:
+def _all_good(rule: str, rows: pd.DataFrame, labels: dict[str, str]) -> str:
     n = len(rows)
+    name = lambda row: labels.get(row.variable_id, row.variable_id)  # noqa: E731
     if rule == "completeness":
         low = rows.loc[rows["observed"].idxmin()]
         return f"all {n} variables have their expected readings (lowest {low.observed:.0%}, {name(low)}; limit {low.threshold:.0%})"
