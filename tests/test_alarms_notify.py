@@ -117,7 +117,8 @@ def test_no_secret_in_dagster_logs_or_metadata(tmp_path, monkeypatch, capsys):
     shutil.copytree(CONFIG_DIR, folder)
     (folder / "alarms.yaml").write_text(
         "alarms:\n  webhook: {url_env: TEST_HOOK_URL, token_env: TEST_HOOK_TOKEN, max_attempts: 2, backoff_s: 0.01}\n"
-        "  rules:\n    - {name: hot, severity: critical, type: threshold, upper: 10, select: {pattern: 'room.*'}}\n")
+        "  rules:\n    - {name: hot, severity: critical, type: threshold, upper: 10, select: {pattern: 'room.*'}}\n"
+        "    - {name: typo, severity: info, type: no_data, select: {pattern: 'rooom.*'}}\n")
     settings = make_settings(tmp_path / "home")
     settings = type(settings)(**{**settings.__dict__, "config_dir": folder})
     monkeypatch.setenv("TEST_HOOK_URL", f"http://user:{SECRET}@127.0.0.1:{free_port()}/hook?token={SECRET}")
@@ -138,6 +139,10 @@ def test_no_secret_in_dagster_logs_or_metadata(tmp_path, monkeypatch, capsys):
         assert board["active"].value == 1 and board["active_critical"].value == 1
         assert "hot" in board["board"].value and "room.temp" in board["board"].value
         assert (settings.artifacts / "alarm_events.png").read_bytes()[:4] == b"\x89PNG"
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        assert not checks["rules_select_variables"].passed and checks["rules_select_variables"].severity.value == "WARN"
+        assert checks["rules_select_variables"].metadata["rules_without_variables"].value == ["typo"]
+        assert not checks["outbox_drained"].passed
         texts = [record.user_message or "" for record in instance.all_logs(result.run_id)]
         texts += [str(record.dagster_event.event_specific_data) for record in instance.all_logs(result.run_id)
                   if record.dagster_event is not None]

@@ -15,7 +15,7 @@ import pytest
 from dagster import instance_for_test
 
 from bemp_assets.cli import reference_servers, run, seed_sample
-from bemp_assets.domain.alarms import evaluate_all, rule_version
+from bemp_assets.domain.alarms import evaluate_all, rule_version, rules_without_variables
 from bemp_assets.domain.config import load_config
 from bemp_assets.domain.summary import warehouse_summary
 
@@ -165,6 +165,8 @@ def test_bathroom_humidity_with_hysteresis_and_delays(sample):
 def test_the_board_in_bemp_summary(sample):
     text = warehouse_summary(sample.warehouse)
     assert "  alarms: 36 active (30 error, 6 warning); bemp alarms list --active" in text
+    with duckdb.connect(str(sample.warehouse), read_only=True) as con:
+        assert rules_without_variables(con, load_config(CONFIG_DIR)) == []  # every shipped rule selects something
 
 
 def ev_hourly_energy():

@@ -134,7 +134,7 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
     checks = {(k.asset_key.path[0], k.name) for k in graph.asset_check_keys}
     assert {("raw", "correctness"), ("raw", "frequency"), ("raw", "freshness"), ("raw", "files_parsed"),
             ("clean", "duplicates"), ("agg", "completeness"), ("raw", "registered_gateways"),
-            ("alarms", "outbox_drained")} == checks
+            ("alarms", "outbox_drained"), ("alarms", "rules_select_variables")} == checks
     assert graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "completeness")).blocking
     assert graph.get(AssetKey(["clean", "measurements"])).parent_keys == {
         k for k in keys if k.path[0] == "raw" and not k.path[1].startswith("ipanel")}

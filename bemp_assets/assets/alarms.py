@@ -45,12 +45,15 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
     common = dict(group_name="alarms", pool=WAREHOUSE_POOL, kinds={"duckdb"}, automation_condition=follows_upstream())
 
     @asset(key=EVENTS_KEY, deps=upstream, **common,
+           check_specs=[AssetCheckSpec("rules_select_variables", asset=EVENTS_KEY,
+                                       description="every alarm rule selects at least one variable")],
            description="ops.alarm_events and the board ops.alarms_active: every rule of alarms.yaml evaluated "
                        "incrementally over clean (a changed rule replayed over all history).")
-    def alarm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    def alarm_events(context: AssetExecutionContext, warehouse: WarehouseResource):
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
             results = alarms.evaluate_all(con, config, now)
+            unmatched = alarms.rules_without_variables(con, config)
             queued = {channel: alarms.enqueue_notifications(con, channel, now, config.alarms.notify_max_age)
                       for channel in channels(config)}
             board = alarms.board_frame(con, now)
@@ -60,7 +63,7 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
                              f", {r.events_in_window} events in the window" + (f", {r.superseded} old events superseded" if r.superseded else ""))
         picture = alarms.render_events(recent, settings.artifacts / "alarm_events.png", _title(recent))
         encoded = base64.b64encode(picture.read_bytes()).decode()
-        return MaterializeResult(metadata={
+        yield MaterializeResult(metadata={
             "active": len(board),
             **{f"active_{s}": int((board["severity"] == s).sum()) for s in alarms.SEVERITIES},
             "rules": MetadataValue.json({r.rule: r.version for r in results}),
@@ -70,6 +73,8 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
             "events_png": MetadataValue.md(f"![alarm events](data:image/png;base64,{encoded})"),
             "path": MetadataValue.path(str(picture)),
         })
+        yield AssetCheckResult(check_name="rules_select_variables", passed=not unmatched, severity=AssetCheckSeverity.WARN,
+                               metadata={"rules_without_variables": unmatched})
 
     @asset(key=NOTIFICATIONS_KEY, deps=[EVENTS_KEY], **common,
            check_specs=[AssetCheckSpec("outbox_drained", asset=NOTIFICATIONS_KEY,

@@ -228,6 +228,11 @@ def selected_variables(con: duckdb.DuckDBPyConnection, rule: AlarmRuleBase) -> l
     return sorted(v["variable_id"] for v in variables.to_dict("records") if any(s.matches(v) for s in rule.select))
 
 
+def rules_without_variables(con: duckdb.DuckDBPyConnection, config: BempConfig) -> list[str]:
+    """Rules whose selectors match no variable: a typo there would silently never raise."""
+    return [rule.name for rule in config.alarms.rules if not selected_variables(con, rule)]
+
+
 def load_series(con: duckdb.DuckDBPyConnection, variables: list[str], start: datetime | None,
                 table: str = "clean.measurements") -> pd.DataFrame:
     """Readings of ``variables`` from ``start`` (all when None), plus the last reading before
