@@ -146,7 +146,8 @@ def test_no_secret_in_dagster_logs_or_metadata(tmp_path, monkeypatch, capsys):
         texts = [record.user_message or "" for record in instance.all_logs(result.run_id)]
         texts += [str(record.dagster_event.event_specific_data) for record in instance.all_logs(result.run_id)
                   if record.dagster_event is not None]
-    blob = "\n".join(texts) + capsys.readouterr().out + capsys.readouterr().err
+    printed = capsys.readouterr()
+    blob = "\n".join(texts) + printed.out + printed.err
     assert "notifications to http://127.0.0.1:" in blob and "0 sent, 1 not delivered" in blob and "1 notification(s) pending" in blob
     assert SECRET not in blob
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
