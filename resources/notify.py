@@ -9,14 +9,32 @@ are never part of the resource's config, a log line, an error or metadata (only
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import requests
 from dagster import ConfigurableResource
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+# urllib3 logs each request line, path and query included, at DEBUG: a URL's secret would leak
+URL_LOGGERS = ("urllib3.connectionpool",)
+
+
+@contextmanager
+def quiet_url_logging():
+    """Raise the URL-logging libraries to INFO while a secret URL is in use."""
+    loggers = [logging.getLogger(name) for name in URL_LOGGERS]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logging.INFO, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, saved):
+            logger.setLevel(level)
 
 
 class WebhookNotifier(ConfigurableResource):
@@ -47,7 +65,8 @@ class WebhookNotifier(ConfigurableResource):
 
         def once():
             try:
-                response = requests.post(url, data=payload.encode(), headers=headers, timeout=self.timeout_s)
+                with quiet_url_logging():
+                    response = requests.post(url, data=payload.encode(), headers=headers, timeout=self.timeout_s)
             except requests.RequestException as exc:  # the message holds the URL: keep only the kind
                 return False, f"{type(exc).__name__} to {self.target()}", True
             if response.ok:
@@ -98,7 +117,8 @@ class AppriseNotifier(ConfigurableResource):
             sender = apprise.Apprise()
             for url in urls:
                 sender.add(url)
-            delivered = bool(sender.notify(title=title, body=body))
+            with quiet_url_logging():
+                delivered = bool(sender.notify(title=title, body=body))
             return delivered, None if delivered else f"apprise: not delivered to every one of {self.target()}", True
 
         return _retried(once, self.max_attempts, self.backoff_s)

@@ -3,6 +3,7 @@ with backoff; the idempotency key; no secret in logs or metadata (real Dagster i
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import threading
@@ -76,7 +77,8 @@ def warehouse_with_events(con, config, now):
     return con.execute("SELECT event_id, event FROM ops.alarm_events ORDER BY data_ts").fetchall()
 
 
-def test_outbox_delivers_after_a_receiver_that_was_down(con, config, monkeypatch):
+def test_outbox_delivers_after_a_receiver_that_was_down(con, config, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)  # even at DEBUG, no library logs the URL's token
     port = free_port()
     monkeypatch.setenv("BEMP_ALARM_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook?token={SECRET}")
     events = warehouse_with_events(con, config, NOW)
@@ -100,6 +102,7 @@ def test_outbox_delivers_after_a_receiver_that_was_down(con, config, monkeypatch
     assert receiver.received[0]["path"] == f"/hook?token={SECRET}"
     final = con.execute("SELECT status, attempts, last_error, sent_at FROM ops.notifications ORDER BY created_at").fetchall()
     assert final == [("sent", 5, None, NOW + timedelta(minutes=5)), ("sent", 4, None, NOW + timedelta(minutes=5))]
+    assert SECRET not in caplog.text
 
 
 def test_old_events_are_recorded_but_not_sent(con, config):
