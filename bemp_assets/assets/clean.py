@@ -11,12 +11,10 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
     TimeWindowPartitionMapping,
-    asset,
 )
 
 from bemp_assets.automation import follows_upstream
@@ -26,7 +24,7 @@ from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.cleaning import CleanReport, before_after, rebuild_clean
 from resources import WarehouseResource
 
-from .common import WAREHOUSE_POOL, chunks, report_partitions, run_window
+from .common import chunks, report_partitions, run_window, warehouse_asset
 
 
 def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey], config: BempConfig) -> AssetsDefinition:
@@ -35,12 +33,10 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
     # first reading of the day after, hence the window of raw partitions D-1 .. D+1.
     neighbours = TimeWindowPartitionMapping(start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True)
 
-    @asset(
+    @warehouse_asset(
         key=["clean", "measurements"],
         group_name="clean",
         partitions_def=partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
         kinds={"duckdb", "pandas"},
         code_version=chains_version(chains),
         automation_condition=follows_upstream(),

@@ -13,11 +13,9 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    asset,
 )
 
 from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
@@ -26,7 +24,7 @@ from bemp_assets.domain.live import CHARGER_STATUS, CHARGES, TRIPS, Table, as_pa
 from bemp_assets.domain.warehouse import ingest, store_rejects, transaction
 from resources import GatewayClient, IPanelClient, WarehouseResource
 
-from .common import WAREHOUSE_POOL, chunks, report_partitions, run_window
+from .common import chunks, report_partitions, run_window, warehouse_asset
 from .raw import SOURCE_RULES
 
 GATEWAY_KEY = ["raw", "gateway_measurements"]
@@ -54,8 +52,7 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
     class Source:  # what warehouse.ingest needs to know of a source
         name, site, expected_interval = "gateway", settings.site, settings.expected_interval
 
-    @asset(key=GATEWAY_KEY, group_name="raw", partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(),
-           pool=WAREHOUSE_POOL, kinds={"duckdb", "api"},
+    @warehouse_asset(key=GATEWAY_KEY, group_name="raw", partitions_def=partitions, kinds={"duckdb", "api"},
            check_specs=[AssetCheckSpec("registered_gateways", asset=GATEWAY_KEY,
                                        description="Every gateway that reports data is in the installation registry "
                                                    "(data/config/live.yaml); data of others is stored and flagged."),
@@ -100,8 +97,7 @@ def build_ipanel_asset(name: str, table: Table, fetch_name: str, partitions: Par
                        description: str) -> AssetsDefinition:
     key = ["raw", name]
 
-    @asset(key=key, group_name="raw", partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(),
-           pool=WAREHOUSE_POOL, kinds={"duckdb", "api"}, description=description)
+    @warehouse_asset(key=key, group_name="raw", partitions_def=partitions, kinds={"duckdb", "api"}, description=description)
     def ipanel_records(context: AssetExecutionContext, warehouse: WarehouseResource, ipanel: IPanelClient):
         batch = ipanel_batch(_fetch(context, name, getattr(ipanel, fetch_name)), table)
         now = datetime.now(timezone.utc)

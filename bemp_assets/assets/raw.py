@@ -15,11 +15,9 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    asset,
 )
 
 from bemp_assets.domain.config import BempConfig, SourceConfig
@@ -29,7 +27,7 @@ from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_pa
 from bemp_assets.inbox_ledger import file_span, record_ingested
 from resources import CsvInboxResource, WarehouseResource
 
-from .common import WAREHOUSE_POOL, report_partitions, run_window
+from .common import report_partitions, run_window, warehouse_asset
 
 # commissioning rules judged on every partition a raw source writes
 SOURCE_RULES = ["correctness", "frequency", "freshness"]
@@ -39,12 +37,10 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
     tz = config.timezone_of(source)
     key = ["raw", source.name]
 
-    @asset(
+    @warehouse_asset(
         key=key,
         group_name="raw",
         partitions_def=partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
         kinds={"duckdb", "csv"},
         description=(
             f"Readings of source '{source.name}' ({source.format} CSV files matching "
