@@ -90,11 +90,14 @@ def blocked_days(con, variables: list[str]) -> set[date]:
 
 
 def excluded_rows(frame: FeatureFrame, blocked: set[date], site_tz: str) -> np.ndarray:
-    """Rows whose target hour lies on a blocked site-local day."""
+    """Rows of every model-local day that touches a blocked site-local day: a day is excluded
+    whole, from training and from scoring."""
     if not blocked:
         return np.zeros(len(frame.rows), dtype=bool)
     site_day = pd.DatetimeIndex(frame.rows["target_ts"]).tz_convert(site_tz).date
-    return np.isin(site_day, list(blocked))
+    local_day = frame.rows["local_day"].to_numpy()
+    touched = set(local_day[np.isin(site_day, list(blocked))])
+    return np.isin(local_day, list(touched))
 
 
 def model_variables(spec: ModelSpec) -> list[str]:
