@@ -6,6 +6,7 @@ from dagster import Definitions, EnvVar, in_process_executor
 from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.clean import build_clean_asset
 from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
+from bemp_assets.assets.ml import build_ml_assets, build_ml_triggers
 from bemp_assets.assets.ops import build_ops_assets
 from bemp_assets.assets.raw import build_raw_assets
 from bemp_assets.automation import build_automation_sensor
@@ -30,20 +31,23 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     aggregates = build_agg_assets(partitions, clean.key, config)
     ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
     pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
-    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops]
+    ml = build_ml_assets(partitions, aggregates[0].key, config, settings)
+    ml_train, ml_weekly, ml_drift = build_ml_triggers(ml)
+    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *ml]
     # runs name their assets, so the automation sees what a run materialised (automation.py)
     downstream = [clean.key, *(a.key for a in aggregates)]
     pipeline_assets, live_assets = [*(a.key for a in csv_raw), *downstream], [*live_keys, *downstream]
     return Definitions(
         assets=assets,
-        jobs=[pipeline, live, status],
+        jobs=[pipeline, live, status, ml_train],
         schedules=[build_daily_schedule(pipeline, partitions, pipeline_assets),
-                   build_live_repoll_schedule(live, partitions, config, live_assets)],
+                   build_live_repoll_schedule(live, partitions, config, live_assets), ml_weekly],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
             *build_live_sensors(live, partitions, config),
             build_automation_sensor(assets),
             build_run_hygiene_sensor(),
+            ml_drift,
         ],
         # every warehouse step holds the one `duckdb` pool slot, so steps run one at a time
         # anyway: one process per run keeps them cheap and gives run hygiene one pid to watch
