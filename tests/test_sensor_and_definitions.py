@@ -123,16 +123,19 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
                     AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"]), AssetKey(["agg", "daily"]),
                     AssetKey(["ops", "installation_status"]), AssetKey(["ops", "coverage_heatmap"]),
                     AssetKey(["raw", "gateway_measurements"]), AssetKey(["raw", "ipanel_trips"]),
-                    AssetKey(["raw", "ipanel_charger_status"]), AssetKey(["raw", "ipanel_charges"])}
+                    AssetKey(["raw", "ipanel_charger_status"]), AssetKey(["raw", "ipanel_charges"]),
+                    *(AssetKey(["ml", n]) for n in ("features", "models", "tpot_models", "backtests", "forecasts"))}
+    partitioned = {k for k in keys if k.path[0] not in ("ops", "ml")} | {AssetKey(["ml", "forecasts"])}
     for key in keys:
         node = graph.get(key)
         assert node.group_name == key.path[0]
         assert node.description
         assert node.pools == {WAREHOUSE_POOL}
-        assert (node.backfill_policy is not None) == (key.path[0] != "ops")
+        assert (node.backfill_policy is not None) == (key in partitioned)
     checks = {(k.asset_key.path[0], k.name) for k in graph.asset_check_keys}
     assert {("raw", "correctness"), ("raw", "frequency"), ("raw", "freshness"), ("raw", "files_parsed"),
-            ("clean", "duplicates"), ("agg", "completeness"), ("raw", "registered_gateways")} == checks
+            ("clean", "duplicates"), ("agg", "completeness"), ("raw", "registered_gateways"),
+            ("ml", "champion_beats_persistence")} == checks
     assert graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "completeness")).blocking
     assert graph.get(AssetKey(["clean", "measurements"])).parent_keys == {
         k for k in keys if k.path[0] == "raw" and not k.path[1].startswith("ipanel")}

@@ -14,6 +14,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    BackfillPolicy,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -158,7 +159,8 @@ def build_ml_assets(partitions: PartitionsDefinition, hourly_key: AssetKey, bemp
                                  metadata={"offenders": ", ".join(bad["model_id"]) or "none"})
         return MaterializeResult(metadata=metadata, check_results=[check])
 
-    @asset(key=[GROUP, "forecasts"], deps=[backtests.key], partitions_def=partitions, **common,
+    @asset(key=[GROUP, "forecasts"], deps=[backtests.key], partitions_def=partitions,
+           backfill_policy=BackfillPolicy.single_run(), **common,
            description="Day-ahead forecasts of each target day (the partition) by every model and both baselines, "
                        "each from a version trained before that day's issue; an issued forecast is never overwritten.")
     def forecasts(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
