@@ -9,6 +9,11 @@
     bemp export --variable ID --start D --end D [--layer raw|clean|hourly] --out FILE.csv
     bemp serve gateway|ipanel [--port N] [--data DIR] [--token T] [--replay] [fault flags]
                                           local reference server of a live source (docs/sources.md)
+    bemp models list                      configured models, roles and backtest figures
+    bemp models train [NAME] [--search-minutes N]
+                                          train (and backtest) through the Dagster instance
+    bemp forecast --model NAME --day D [--out FILE.csv]
+                                          one day-ahead forecast (docs/models.md)
 """
 from __future__ import annotations
 
@@ -282,7 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--layer", default="clean", choices=["raw", "clean", "hourly"],
                                help="raw readings, clean readings (default) or hourly statistics")
     export_parser.add_argument("--out", required=True, help="CSV file to write; its folder must exist")
+    _add_model_parsers(sub)
     return parser
+
+
+def _add_model_parsers(sub) -> None:
+    models_parser = sub.add_parser("models", help="list or train the forecasting models (docs/models.md)")
+    actions = models_parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="configured models with their role and backtest figures")
+    train_parser = actions.add_parser("train", help="train models (all non-TPOT ones by default) and backtest them")
+    train_parser.add_argument("name", nargs="?", help="one configured model (a TPOT model runs its search)")
+    train_parser.add_argument("--search-minutes", type=float, help="TPOT search budget in minutes (also trains the "
+                                                                   "TPOT models when no NAME is given)")
+    forecast_parser = sub.add_parser("forecast", help="the day-ahead forecast of one model for one day")
+    forecast_parser.add_argument("--model", required=True, help="a configured model name (`bemp models list`)")
+    forecast_parser.add_argument("--day", required=True, help="target day, YYYY-MM-DD (the model's local time)")
+    forecast_parser.add_argument("--out", help="CSV file to write; its folder must exist")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +342,10 @@ def dispatch(args, settings: Settings) -> int:
         return status(settings, args.as_of)
     if args.command == "export":
         return export(settings, args.variable, args.start, args.end, args.layer, args.out)
+    if args.command in ("models", "forecast"):
+        from bemp_assets import cli_models
+
+        return cli_models.dispatch(args, settings)
     from bemp_assets.domain.summary import warehouse_summary
 
     print(warehouse_summary(settings.warehouse))

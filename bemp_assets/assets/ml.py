@@ -192,7 +192,7 @@ TRAIN_JOB = "ml_train"
 
 
 def build_ml_triggers(ml_assets: list[AssetsDefinition]):
-    """The ``ml_train`` job (features, models, backtests), its weekly schedule (Monday 03:00,
+    """The ``ml_train`` job (features, models, TPOT searches, backtests), its weekly schedule (Monday 03:00,
     site time) and the drift sensor: when the newest ``ml/forecasts`` materialisation reports
     drift (live rMAE over the factor), request one retrain, saying why. The sensor reads the
     Dagster event log only, never the warehouse."""
@@ -208,9 +208,10 @@ def build_ml_triggers(ml_assets: list[AssetsDefinition]):
         sensor,
     )
 
-    keys = [a.key for a in ml_assets if a.key.path[-1] in ("features", "models", "backtests")]
+    keys = [a.key for a in ml_assets if a.key.path[-1] != "forecasts"]
     job = define_asset_job(TRAIN_JOB, selection=AssetSelection.assets(*keys),
-                           description="Rebuild features, retrain the non-TPOT models, backtest and assign roles.")
+                           description="Rebuild features, retrain the models (TPOT searches included), backtest the "
+                                       "non-TPOT ones and assign roles.")
     weekly = ScheduleDefinition(name="ml_weekly_retrain", job=job, cron_schedule="0 3 * * 1",
                                 default_status=DefaultScheduleStatus.RUNNING)
     forecasts_key = AssetKey([GROUP, "forecasts"])
