@@ -443,4 +443,7 @@ def export(settings: Settings, variable: str, start: str, end: str, layer: str, 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the package's module, not this __main__ copy: one CliError class for cli_models too
+    from bemp_assets.cli import main as package_main
+
+    sys.exit(package_main())
