@@ -106,7 +106,7 @@ def _calendar(rows: pd.DataFrame, spec: FeatureSpec, tz: str) -> dict[str, np.nd
         import holidays
 
         known = holidays.country_holidays(spec.holidays_country, years=sorted(set(local.year)))
-        holiday = np.array([d in known for d in rows["local_day"]], dtype=bool)
+        holiday = pd.Series(rows["local_day"]).isin(set(known.keys())).to_numpy()
     values = {"hour": local.hour, "weekday": local.weekday, "day_of_year": local.dayofyear, "month": local.month,
               "weekend": (local.weekday >= 5).astype(int), "holiday": holiday.astype(int),
               "tou_period": tou_period(np.asarray(local.hour), np.asarray(local.month), (local.weekday == 6) | holiday)}
