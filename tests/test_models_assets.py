@@ -83,3 +83,27 @@ def test_forecasts_asset_keeps_the_first_issue(steel, tmp_path):  # noqa: F811
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         again = con.execute("SELECT model_id, target_ts, value, model_version FROM ml.forecasts ORDER BY ALL").fetchall()
     assert again == first and len(first) == 72
+
+
+def test_drift_sensor_requests_one_retrain_per_drifting_materialisation(tmp_path):
+    from dagster import AssetMaterialization, RunRequest, SkipReason, build_sensor_context
+
+    from bemp_assets.assets.ml import build_ml_triggers
+
+    settings = make_settings(tmp_path / "home")
+    assets = build_ml_assets(daily_partitions(load_config(CONFIG_DIR).site), AssetKey(["agg", "hourly"]),
+                             config_with(MODELS[0]), settings)
+    job, weekly, sensor = build_ml_triggers(assets)
+    assert weekly.cron_schedule == "0 3 * * 1" and job.name == "ml_train"
+    reason = "calendar (t): live rMAE 0.1000 > 1.5 x backtest rMAE 0.0600"
+    with instance_for_test() as instance:
+        context = build_sensor_context(instance=instance)
+        assert isinstance(sensor(context), SkipReason)  # nothing materialised yet
+        instance.report_runless_asset_event(AssetMaterialization(["ml", "forecasts"], metadata={"drift": "none"}))
+        assert isinstance(sensor(build_sensor_context(instance=instance, cursor=context.cursor)), SkipReason)
+        instance.report_runless_asset_event(AssetMaterialization(["ml", "forecasts"], metadata={"drift": reason}))
+        context = build_sensor_context(instance=instance, cursor=context.cursor)
+        request = sensor(context)
+        assert isinstance(request, RunRequest) and request.tags["bemp/retrain_reason"] == reason
+        # the same materialisation does not request twice
+        assert isinstance(sensor(build_sensor_context(instance=instance, cursor=context.cursor)), SkipReason)

@@ -219,7 +219,8 @@ def build_ml_triggers(ml_assets: list[AssetsDefinition]):
     @sensor(name="ml_drift_sensor", job=job, minimum_interval_seconds=600, default_status=DefaultSensorStatus.RUNNING,
             description="Requests ml_train when ml/forecasts reports drift (live rMAE > drift_factor x backtest rMAE).")
     def drift_sensor(context: SensorEvaluationContext):
-        event = context.instance.get_latest_materialization_event(forecasts_key)
+        records = context.instance.fetch_materializations(forecasts_key, limit=1, ascending=False).records
+        event = records[0] if records else None
         if event is None or str(event.storage_id) == (context.cursor or ""):
             return SkipReason("no new ml/forecasts materialisation")
         context.update_cursor(str(event.storage_id))
