@@ -43,6 +43,13 @@ class TrainConfig(Config):
     search_minutes: float | None = None
 
 
+class BacktestConfig(Config):
+    """TPOT models are backtested only on request: each monthly refit is a full search."""
+
+    include_tpot: bool = False
+    search_minutes: float | None = None
+
+
 def png_markdown(figure) -> MetadataValue:
     """A matplotlib figure as an inline PNG in Markdown metadata (readable at the UI's width)."""
     import matplotlib.pyplot as plt
@@ -141,10 +148,11 @@ def build_ml_assets(partitions: PartitionsDefinition, hourly_key: AssetKey, bemp
                                        description="No champion fails to beat previous-day persistence in its backtest.")],
            description="Rolling-origin backtests (monthly refits, daily issues) of every non-TPOT model and both "
                        "baselines; MAE, RMSE, rMAE, skills; champion/challenger roles in ml.model_status.")
-    def backtests(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    def backtests(context: AssetExecutionContext, warehouse: WarehouseResource, config: BacktestConfig) -> MaterializeResult:
         with warehouse.session() as con:
             ensure_ml_tables(con)
-            scores, roles, promotions = run_backtests(con, bemp, log=context.log.info)
+            scores, roles, promotions = run_backtests(con, bemp, include_tpot=config.include_tpot, log=context.log.info,
+                                                      **({"search_minutes": config.search_minutes} if config.include_tpot else {}))
             table, markdown = model_table(con)
             detail = con.execute(
                 "SELECT b.model_id, b.target_ts, b.value, b.actual FROM ml.backtest_forecasts b JOIN ml.model_status s "
@@ -213,6 +221,7 @@ def build_ml_triggers(ml_assets: list[AssetsDefinition]):
                            description="Rebuild features, retrain the models (TPOT searches included), backtest the "
                                        "non-TPOT ones and assign roles.")
     weekly = ScheduleDefinition(name="ml_weekly_retrain", job=job, cron_schedule="0 3 * * 1",
+                                run_config={"ops": {"ml__backtests": {"config": {"include_tpot": True}}}},
                                 default_status=DefaultScheduleStatus.RUNNING)
     forecasts_key = AssetKey([GROUP, "forecasts"])
 
