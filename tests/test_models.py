@@ -311,3 +311,11 @@ def test_tpot_tiny_search_is_reproducible_with_right_shaped_nan_free_forecasts(c
     assert text_a == text_b
     np.testing.assert_array_equal(pred_a, pred_b)
     assert any("generation" in line and "best MAE so far" in line for line in lines)
+
+
+def test_no_forecast_is_issued_for_a_day_far_past_the_data(con, tmp_path):
+    lines = []
+    rows = forecast_day(con, config_with(MODELS[0]), tmp_path, date(2018, 6, 1), log=lines.append)
+    assert rows.empty
+    assert con.execute("SELECT count(*) FROM ml.forecasts").fetchall() == [(0,)]
+    assert any("no daewoo_gwangyang.active_energy data in the 2 days before 2018-06-01" in line for line in lines)

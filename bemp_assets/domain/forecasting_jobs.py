@@ -160,6 +160,10 @@ def forecast_day(con, config: BempConfig, artifacts: Path, day: date, names: lis
         issued = issue_instants(pd.Index([day]), spec, tz).iloc[0]
         first = day - timedelta(days=_max_lag_days(spec) + 1)
         frame, _, _ = history_frame(con, spec, config, first, day)
+        known = frame.rows[(frame.rows["target_ts"] < issued) & frame.rows["y"].notna()]
+        if known.empty:  # a day far past the data: lags would all be missing
+            log(f"{spec.name}: no {spec.target} data in the {(day - first).days} days before {day}; not issued")
+            continue
         today = frame.subset(pd.Series(frame.rows["local_day"]).eq(day).to_numpy())
         chosen = _model_for_issue(con, spec, config, artifacts, issued, log)
         if chosen is None:
