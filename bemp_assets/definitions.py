@@ -32,16 +32,16 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
     pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
     ml = build_ml_assets(partitions, aggregates[0].key, config, settings)
-    ml_train, ml_weekly, ml_drift = build_ml_triggers(ml)
+    ml_train, ml_weekly, ml_drift, ml_forecast, ml_daily = build_ml_triggers(ml)
     assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *ml]
     # runs name their assets, so the automation sees what a run materialised (automation.py)
     downstream = [clean.key, *(a.key for a in aggregates)]
     pipeline_assets, live_assets = [*(a.key for a in csv_raw), *downstream], [*live_keys, *downstream]
     return Definitions(
         assets=assets,
-        jobs=[pipeline, live, status, ml_train],
+        jobs=[pipeline, live, status, ml_train, ml_forecast],
         schedules=[build_daily_schedule(pipeline, partitions, pipeline_assets),
-                   build_live_repoll_schedule(live, partitions, config, live_assets), ml_weekly],
+                   build_live_repoll_schedule(live, partitions, config, live_assets), ml_weekly, ml_daily],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
             *build_live_sensors(live, partitions, config),

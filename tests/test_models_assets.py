@@ -93,8 +93,9 @@ def test_drift_sensor_requests_one_retrain_per_drifting_materialisation(tmp_path
     settings = make_settings(tmp_path / "home")
     assets = build_ml_assets(daily_partitions(load_config(CONFIG_DIR).site), AssetKey(["agg", "hourly"]),
                              config_with(MODELS[0]), settings)
-    job, weekly, sensor = build_ml_triggers(assets)
+    job, weekly, sensor, daily_job, daily = build_ml_triggers(assets)
     assert weekly.cron_schedule == "0 3 * * 1" and job.name == "ml_train"
+    assert daily.name == "ml_forecast_schedule" and daily_job.name == "ml_forecast"
     reason = "calendar (t): live rMAE 0.1000 > 1.5 x backtest rMAE 0.0600"
     with instance_for_test() as instance:
         context = build_sensor_context(instance=instance)

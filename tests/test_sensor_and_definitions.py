@@ -144,6 +144,8 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
     for name in ("bemp_automation", "inbox_sensor", "gateway_sensor", "ipanel_sensor"):
         assert defs.resolve_sensor_def(name).default_status.value == "RUNNING"
     assert defs.resolve_schedule_def("bemp_daily").cron_schedule == "30 1 * * *"
+    assert defs.resolve_schedule_def("ml_forecast_schedule").cron_schedule == "15 0 * * *"
+    assert defs.resolve_schedule_def("ml_weekly_retrain").cron_schedule == "0 3 * * 1"
     resources = defs.resources
     assert os.path.isabs(resources["warehouse"].database) and resources["warehouse"].database == str(settings.warehouse)
 

@@ -197,10 +197,12 @@ def build_ml_assets(partitions: PartitionsDefinition, hourly_key: AssetKey, bemp
 
 
 TRAIN_JOB = "ml_train"
+FORECAST_JOB = "ml_forecast"
 
 
 def build_ml_triggers(ml_assets: list[AssetsDefinition]):
-    """The ``ml_train`` job (features, models, TPOT searches, backtests), its weekly schedule (Monday 03:00,
+    """The ``ml_forecast`` job and its daily schedule (00:15 site time, today's partition), the
+    ``ml_train`` job (features, models, TPOT searches, backtests), its weekly schedule (Monday 03:00,
     site time) and the drift sensor: when the newest ``ml/forecasts`` materialisation reports
     drift (live rMAE over the factor), request one retrain, saying why. The sensor reads the
     Dagster event log only, never the warehouse."""
@@ -212,6 +214,7 @@ def build_ml_triggers(ml_assets: list[AssetsDefinition]):
         ScheduleDefinition,
         SensorEvaluationContext,
         SkipReason,
+        build_schedule_from_partitioned_job,
         define_asset_job,
         sensor,
     )
@@ -238,7 +241,11 @@ def build_ml_triggers(ml_assets: list[AssetsDefinition]):
             return SkipReason("no drift in the newest forecasts")
         return RunRequest(run_key=f"drift-{event.storage_id}", tags={"bemp/retrain_reason": drift.value[:200]})
 
-    return job, weekly, drift_sensor
+    daily_job = define_asset_job(FORECAST_JOB, selection=AssetSelection.assets(forecasts_key),
+                                 description="Issue today's day-ahead forecasts (target day = the partition).")
+    daily = build_schedule_from_partitioned_job(daily_job, hour_of_day=0, minute_of_hour=15,
+                                                default_status=DefaultScheduleStatus.RUNNING)
+    return job, weekly, drift_sensor, daily_job, daily
 
 
 def _folder(path):
