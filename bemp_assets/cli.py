@@ -252,15 +252,16 @@ def reference_servers(settings: Settings):
 
 
 def _report_failed_checks(instance, run_id: str) -> None:
-    """Print every failed asset check of a run, with its worst offenders."""
+    """Print every failed asset check of a run in plain words: 'failed' for ERROR, 'warning' for
+    WARN (a warning does not fail the run)."""
     from dagster import DagsterEventType
 
     for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
-        if not evaluation.passed:
-            worst = evaluation.metadata.get("observed_worst")
-            print(f"  check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}"
-                  f" ({evaluation.severity.value}): {worst.value if worst else ''}")
+        if not evaluation.passed and evaluation.partition is None:  # the run-level summary, not each day
+            kind = "failed" if evaluation.severity.value == "ERROR" else "warning"
+            print(f"  check {kind}: {evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
+                  f"{evaluation.description or ''}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,22 +397,21 @@ def _parse_instant(flag: str, text: str):
 
 
 def status(settings: Settings, as_of: str | None) -> int:
-    """Print the stored board, or recompute it (read-only) at ``as_of``."""
-    from bemp_assets.domain.commissioning import register_rules
-    from bemp_assets.domain.config import load_config
-    from bemp_assets.domain.status import format_board, installation_status
+    """Print the board, judged (read-only) at ``as_of``, else at now while data is live, else at
+    the newest reading (the header says which)."""
+    from datetime import timezone
 
-    at = _parse_instant("--as-of", as_of) if as_of else None
+    from bemp_assets.domain.commissioning import variable_labels
+    from bemp_assets.domain.config import load_config
+    from bemp_assets.domain.status import current_board, format_board
+
+    at = _parse_instant("--as-of", as_of).to_pydatetime() if as_of else None
+    config = load_config(settings.config_dir)
     with _read_only(settings) as con:
-        if at is not None:
-            config = load_config(settings.config_dir)
-            register_rules(con, config)
-            board = installation_status(con, at, config.expected_variables())
-        else:
-            board = con.execute("SELECT * FROM ops.installation_status").df()
-    stamp = board["as_of"].iloc[0] if len(board) else "-"
-    print(f"installation status as of {stamp}")
-    print(format_board(board))
+        when, board = current_board(con, config, datetime.now(timezone.utc), at)
+        labels = variable_labels(con)
+    print(when.header())
+    print(format_board(board, labels))
     return 0
 
 

@@ -1,11 +1,12 @@
 """Commissioning rules on crafted histories: numbers computed by hand."""
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 
 from bemp_assets.domain import commissioning as rules
-from bemp_assets.domain.status import coverage_matrix, export_series, ExportError, installation_status
+from bemp_assets.domain.status import (ExportError, board_time, coverage_matrix, current_board, export_series,
+                                       installation_status, source_heatmaps)
 
 UTC = timezone.utc
 T0 = datetime(2021, 3, 1, tzinfo=UTC)  # a Monday, no DST change near it
@@ -38,7 +39,7 @@ def test_correctness_range_and_counter_decreases(con, config, rules_ready):
     seed(con, "ok.temperature", [0, 10], [20.0, 20.5])
     seed(con, "m.active_energy", [0, 10, 20, 30, 40], [100, 101, 100.5, 2, 3], kind="cumulative", parameter="active_energy")
     rules_ready()
-    stats = rules.correctness_stats(con, T0, T0 + timedelta(days=1), ["room.temperature", "ok.temperature", "m.active_energy"], 0.1)
+    stats = rules.correctness_stats(con, T0, T0 + timedelta(days=1), "UTC", ["room.temperature", "ok.temperature", "m.active_energy"], 0.1)
     result = outcome("correctness", stats)
     got = dict(zip(result.details["variable_id"], result.details["observed"]))
     # 101 -> 100.5 is a glitch (not a reset); 100.5 -> 2 drops below 10 %: a reset
@@ -51,7 +52,7 @@ def test_frequency_median_interval(con, config, rules_ready):
     seed(con, "slow.temperature", [0, 20, 40, 60], [20, 20, 20, 20])                   # every 20 min, expected 10
     seed(con, "fine.temperature", [0, 10, 20, 35], [20, 20, 20, 20])                   # median 10 min
     rules_ready()
-    result = outcome("frequency", rules.frequency_stats(con, T0, T0 + timedelta(days=1), ["slow.temperature", "fine.temperature"]))
+    result = outcome("frequency", rules.frequency_stats(con, T0, T0 + timedelta(days=1), "UTC", ["slow.temperature", "fine.temperature"]))
     got = dict(zip(result.details["variable_id"], result.details["observed"]))
     assert got == {"slow.temperature": pytest.approx(1.0), "fine.temperature": pytest.approx(0.0)}
     assert result.failed == 1 and result.worst()[0]["threshold"] == 0.5
@@ -64,26 +65,47 @@ def test_completeness_per_day_counts_from_first_reading(con, config, rules_ready
     seed(con, "gap.temperature", day1 + day2, [20.0] * (len(day1) + len(day2)))
     seed(con, "full.temperature", list(range(0, 48 * 60, 10)), [20.0] * 288)  # source ends at day 2's end
     rules_ready()
+    rules.register_life(con, "UTC")
     stats = rules.completeness_stats(con, T0, T0 + timedelta(days=2), "UTC", ["gap.temperature", "full.temperature"])
     result = outcome("completeness", stats, upper=False)
     got = {(v, str(pd.Timestamp(d).date())): o for v, d, o in zip(result.details["variable_id"], result.details["day"], result.details["observed"])}
     assert got == {("gap.temperature", "2021-03-01"): 1.0, ("gap.temperature", "2021-03-02"): 0.5,
                    ("full.temperature", "2021-03-01"): 1.0, ("full.temperature", "2021-03-02"): 1.0}
-    assert result.failed == 1 and result.worst() == [{"variable_id": "gap.temperature", "day": "2021-03-02", "observed": 0.5, "threshold": 0.9}]
+    assert result.failed == 1 and result.worst() == [{"variable_id": "gap.temperature", "variable": "gap.temperature", "day": "2021-03-02",
+                                                      "observed": 0.5, "threshold": 0.9, "verdict": "fail"}]
 
 
-def test_duplicates_in_clean_and_freshness(con, config, rules_ready):
+def test_duplicates_in_clean_per_day(con, config, rules_ready):
     seed(con, "a.temperature", [0, 10], [1.0, 2.0])
     con.execute("INSERT INTO clean.measurements VALUES ('a.temperature', ?, 1, NULL, NULL), ('a.temperature', ?, 1, NULL, NULL), "
-                "('a.temperature', ?, 2, NULL, NULL)", [T0, T0, T0 + timedelta(minutes=10)])
+                "('a.temperature', ?, 2, NULL, NULL)", [T0, T0, T0 + timedelta(days=1)])
     rules_ready()
-    dup = outcome("duplicates", rules.duplicate_stats(con, "clean.measurements", T0, T0 + timedelta(days=1)))
-    assert not dup.passed and dup.details["observed"].tolist() == [1]
-    as_of = T0 + timedelta(days=3)
-    fresh = outcome("freshness", rules.freshness_stats(con, as_of, ["a.temperature"]))
-    assert not fresh.passed and fresh.details["observed"].tolist() == [3 * 86400 - 600]
-    fresh = outcome("freshness", rules.freshness_stats(con, T0 + timedelta(days=1), ["a.temperature"]))
-    assert fresh.passed
+    dup = outcome("duplicates", rules.duplicate_stats(con, "clean.measurements", T0, T0 + timedelta(days=2), "UTC"))
+    got = {str(pd.Timestamp(d).date()): o for d, o in zip(dup.details["day"], dup.details["observed"])}
+    assert not dup.passed and got == {"2021-03-01": 1, "2021-03-02": 0}
+
+
+def test_freshness_per_day_of_life(con, config, rules_ready):
+    """a stops after 10 minutes on day 1, b of the same source reports on day 4 only: a is
+    judged at each day's end (at as_of on day 4), b only on day 4, nothing after day 4."""
+    seed(con, "a.temperature", [0, 10], [1.0, 2.0])
+    seed(con, "b.temperature", [(3 * 24 + 6) * 60], [1.0])
+    rules_ready()
+    rules.register_life(con, "UTC")
+    as_of = T0 + timedelta(days=3, hours=12)
+    stats = rules.freshness_stats(con, T0 - timedelta(days=30), T0 + timedelta(days=30), "UTC", as_of,
+                                  ["a.temperature", "b.temperature"])
+    fresh = outcome("freshness", stats)
+    got = {(v, str(pd.Timestamp(d).date())): (o, p) for v, d, o, p in
+           zip(fresh.details["variable_id"], fresh.details["day"], fresh.details["observed"], fresh.details["passed"])}
+    day, limit = 86400, 2 * 86400
+    assert got == {("a.temperature", "2021-03-01"): (day - 600, True), ("a.temperature", "2021-03-02"): (2 * day - 600, True),
+                   ("a.temperature", "2021-03-03"): (3 * day - 600, False), ("a.temperature", "2021-03-04"): (3.5 * day - 600, False),
+                   ("b.temperature", "2021-03-04"): (6 * 3600, True)}
+    assert set(fresh.details["threshold"]) == {limit}
+    words = rules.day_verdicts(fresh, {"a.temperature": "room a"})
+    assert words[date(2021, 3, 3)].description == "1 of 1 variables fail: room a silent for 2 d 23 h (limit 2 d)"
+    assert not words[date(2021, 3, 3)].passed and not words[date(2021, 3, 4)].passed and words[date(2021, 3, 2)].passed
 
 
 def test_status_colours_green_red_black(con, config, rules_ready):
@@ -121,3 +143,127 @@ def test_export_round_trip_and_errors(con, tmp_path):
         export_series(con, "e.temperature", T0 + timedelta(days=5), T0 + timedelta(days=6), "raw", out)
     with pytest.raises(ExportError, match="unknown layer 'gold'"):
         export_series(con, "e.temperature", T0, T0 + timedelta(days=1), "gold", out)
+
+
+DAY = 24 * 60  # minutes
+
+
+def every_10_min(days):
+    """Offsets (minutes from T0) of a 10-minute sensor reporting all day on each of ``days`` (0 = T0's day)."""
+    return [d * DAY + m for d in days for m in range(0, DAY, 10)]
+
+
+def completeness_by_day(con, start, end, variables, commissioned=None):
+    rules.register_life(con, "UTC", commissioned)
+    result = outcome("completeness", rules.completeness_stats(con, start, end, "UTC", variables), upper=False)
+    return result, {(v, str(pd.Timestamp(d).date())): (round(o, 4), verdict) for v, d, o, verdict in
+                    zip(result.details["variable_id"], result.details["day"], result.details["observed"], result.details["verdict"])}
+
+
+def test_completeness_over_years_judges_only_the_life(con, config, rules_ready):
+    """A range from 2016 to 2026 around a sensor that lived two days: two verdicts, both pass,
+    and only those two rows are recorded."""
+    seed(con, "gw1.temperature", every_10_min([0, 1]), [20.0] * 288)
+    rules_ready()
+    start, end = datetime(2016, 1, 1, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC)
+    result, got = completeness_by_day(con, start, end, ["gw1.temperature"])
+    assert got == {("gw1.temperature", "2021-03-01"): (1.0, "pass"), ("gw1.temperature", "2021-03-02"): (1.0, "pass")}
+    assert result.passed and result.checked == 2
+    assert rules.record(con, [result], "agg/daily", "run-1", T0) == 2
+    assert con.execute("SELECT partition, day::VARCHAR, verdict FROM ops.commissioning_results ORDER BY day").fetchall() == [
+        ("2021-03-01", "2021-03-01", "pass"), ("2021-03-02", "2021-03-02", "pass")]
+
+
+def test_gap_inside_life_fails_and_a_silent_device_is_a_no_data_day(con, config, rules_ready):
+    """Days 0..4 of one source. gw1 has two sensors: humidity misses day 2 while temperature
+    reports (a fault: fail). gw2 sends nothing at all on day 2 (no data: its own verdict)."""
+    seed(con, "gw1.temperature", every_10_min(range(5)), [20.0] * 720)
+    seed(con, "gw1.humidity", every_10_min([0, 1, 3, 4]), [50.0] * 576, parameter="humidity")
+    seed(con, "gw2.temperature", every_10_min([0, 1, 3, 4]), [20.0] * 576)
+    rules_ready()
+    result, got = completeness_by_day(con, T0, T0 + timedelta(days=5), ["gw1.temperature", "gw1.humidity", "gw2.temperature"])
+    assert got[("gw1.humidity", "2021-03-03")] == (0.0, "fail")
+    assert got[("gw2.temperature", "2021-03-03")] == (0.0, "no_data")
+    assert {k: v for k, v in got.items() if k[1] != "2021-03-03"} == {
+        (v, f"2021-03-0{d}"): (1.0, "pass") for v in ("gw1.temperature", "gw1.humidity", "gw2.temperature") for d in (1, 2, 4, 5)}
+    assert got[("gw1.temperature", "2021-03-03")] == (1.0, "pass")
+    days = rules.day_verdicts(result, {})
+    assert days[date(2021, 3, 3)].blocking and days[date(2021, 3, 3)].no_data == 1 and days[date(2021, 3, 3)].failed == 1
+    assert days[date(2021, 3, 3)].description.startswith("1 of 3 variables fail: gw1.humidity has 0% of its expected readings (0 of 144")
+
+
+def test_no_data_day_alone_is_not_blocking(con, config, rules_ready):
+    seed(con, "gw2.temperature", every_10_min([0, 2]), [20.0] * 288)
+    rules_ready()
+    result, got = completeness_by_day(con, T0, T0 + timedelta(days=3), ["gw2.temperature"])
+    assert got[("gw2.temperature", "2021-03-02")] == (0.0, "no_data")
+    day = rules.day_verdicts(result, {})[date(2021, 3, 2)]
+    assert (day.passed, day.blocking, day.no_data) == (False, False, 1)
+    assert day.description == "no data at all from gw2 (1 of 1 variables): a no-data day, not blocking"
+
+
+def test_registered_commissioning_date_starts_the_life(con, config, rules_ready):
+    """Registered two days before its first reading: those two days are judged (no data)."""
+    seed(con, "gw3.temperature", every_10_min([0]), [20.0] * 144)
+    rules_ready()
+    start = T0 - timedelta(days=10)
+    _, got = completeness_by_day(con, start, T0 + timedelta(days=1), ["gw3.temperature"],
+                                 commissioned={"gw3.temperature": date(2021, 2, 27)})
+    assert got == {("gw3.temperature", "2021-02-27"): (0.0, "no_data"), ("gw3.temperature", "2021-02-28"): (0.0, "no_data"),
+                   ("gw3.temperature", "2021-03-01"): (1.0, "pass")}
+    assert rules.commissioning_dates(config)["GW-BE-0010.ch4_co2"] == date(2016, 5, 1)
+
+
+def test_plain_words(con):
+    assert [rules.plain_duration(s) for s in (45, 600, 3660, 172800, 273600, 3 * 86400 - 600)] == [
+        "45 s", "10 min", "1 h 1 min", "2 d", "3 d 4 h", "2 d 23 h"]
+    seed(con, "7f6eca13160d9ddd2584.active_energy", [0], [1.0], parameter="active_energy")
+    seed(con, "GW-BE-0001.ch1_temperature", [0], [1.0])
+    assert rules.variable_labels(con) == {"7f6eca13160d9ddd2584.active_energy": "meter 7f6eca13 active_energy",
+                                          "GW-BE-0001.ch1_temperature": "GW-BE-0001.ch1_temperature"}
+
+
+def test_board_time_historical_versus_live(con, config):
+    seed(con, "gw1.temperature", [0, 10], [20.0, 20.0])
+    newest = T0 + timedelta(minutes=10)
+    live = board_time(con, newest + timedelta(days=1), 2 * 86400)
+    assert (live.as_of, live.basis, live.historical) == (newest + timedelta(days=1), "now", False)
+    old = board_time(con, datetime(2026, 11, 25, tzinfo=UTC), 2 * 86400)
+    assert (old.as_of, old.historical) == (newest, True)
+    assert old.header() == "as of 2021-03-01 00:10 UTC (newest data; data is historical: nothing reported in the last 2 d)"
+    asked = board_time(con, datetime(2026, 11, 25, tzinfo=UTC), 2 * 86400, given=T0)
+    assert asked.as_of == T0 and asked.header() == "as of 2021-03-01 00:00 UTC (as asked)"
+    when, board = current_board(con, config, datetime(2026, 11, 25, tzinfo=UTC))
+    sensor = board[board["variable_id"] == "gw1.temperature"].iloc[0]
+    assert when.historical and sensor["status"] == "green"  # judged when its data ended, not red against 2026
+
+
+def test_heat_maps_per_source_over_their_own_life(con, tmp_path):
+    import struct
+
+    seed(con, "a1.temperature", every_10_min([0, 1]), [20.0] * 288, source="one")
+    seed(con, "b1.temperature", every_10_min([40]) + [41 * DAY], [20.0] * 145, source="two")
+    maps = {source: (matrix, path) for source, matrix, path in source_heatmaps(con, "UTC", tmp_path)}
+    assert [str(d) for d in maps["one"][0].columns] == ["2021-03-01", "2021-03-02"]
+    assert [str(d) for d in maps["two"][0].columns] == ["2021-04-10", "2021-04-11"]
+    assert maps["two"][0].loc["b1.temperature"].tolist() == [1.0, 1 / 144]
+    for _, path in maps.values():
+        width, height = struct.unpack(">II", path.read_bytes()[16:24])  # PNG IHDR
+        assert 300 <= width <= 900 and height < 400
+
+
+def test_long_silence_is_out_of_service_short_one_is_no_data(con, config, rules_ready):
+    """gw1 reports days 0-1 (day 1 until noon, when the whole source stops), is silent for 40
+    days, reports days 42-43, is silent 3 days, reports day 47. The 40 days are out of service
+    (not judged, nothing recorded); the 3 days are no-data days; the half day before the long
+    silence is complete (its source ended there)."""
+    half_day = [DAY + m for m in range(0, 12 * 60, 10)]
+    seed(con, "gw1.temperature", every_10_min([0]) + half_day + every_10_min([42, 43, 47]), [20.0] * (144 + 72 + 432))
+    rules_ready()
+    assert rules.OUT_OF_SERVICE_DAYS == 30
+    result, got = completeness_by_day(con, T0 - timedelta(days=400), T0 + timedelta(days=400), ["gw1.temperature"])
+    first = date(2021, 3, 1)
+    day = lambda n: str(first + timedelta(days=n))  # noqa: E731
+    assert got == {("gw1.temperature", day(n)): (1.0, "pass") for n in (0, 1, 42, 43, 47)} | {
+        ("gw1.temperature", day(n)): (0.0, "no_data") for n in (44, 45, 46)}
+    assert result.checked == 8

@@ -314,9 +314,9 @@ def test_a_bad_file_does_not_take_the_good_file_down(tmp_path, capsys):
     assert "not valid utf-8" in rejects[0][2] and "outside the partitions" in rejects[1][2] and "not valid utf-8" in rejects[2][2]
     failed = metadata["failed_files"].value
     assert sorted(failed) == ["meter_binary.csv", "meter_latin.csv"] and "line 2: not valid utf-8" in failed["meter_latin.csv"]
-    values = {k: metadata[k].value for k in ("rows_read", "stored", "rejected_rows", "folded_duplicates", "outside_window")}
+    values = {k: metadata[f"run_{k}"].value for k in ("rows_read", "stored", "rejected_rows", "folded_duplicates", "outside_window")}
     assert values == {"rows_read": 33, "stored": 30, "rejected_rows": 3, "folded_duplicates": 0, "outside_window": 0}
     assert evaluation.passed is False and evaluation.severity.value == "WARN"
     assert "meter_latin.csv" in evaluation.metadata["observed_worst"].value
-    failed_line = next(t for t in printed.splitlines() if "check failed: raw/reach_meters files_parsed (WARN)" in t)
+    failed_line = next(t for t in printed.splitlines() if "check warning: raw/reach_meters files_parsed: " in t)
     assert "meter_latin.csv: line 2: not valid utf-8" in failed_line and "meter_binary.csv: line 1" in failed_line

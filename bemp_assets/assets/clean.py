@@ -11,22 +11,20 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
     TimeWindowPartitionMapping,
-    asset,
 )
 
 from bemp_assets.automation import follows_upstream
-from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.checks import emit_checks, evaluate_rules, specs
 from bemp_assets.domain.chains import chains_version
 from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.cleaning import CleanReport, before_after, rebuild_clean
 from resources import WarehouseResource
 
-from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
+from .common import chunks, report_partitions, run_window, warehouse_asset
 
 
 def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey], config: BempConfig) -> AssetsDefinition:
@@ -35,12 +33,10 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
     # first reading of the day after, hence the window of raw partitions D-1 .. D+1.
     neighbours = TimeWindowPartitionMapping(start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True)
 
-    @asset(
+    @warehouse_asset(
         key=["clean", "measurements"],
         group_name="clean",
         partitions_def=partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
         kinds={"duckdb", "pandas"},
         code_version=chains_version(chains),
         automation_condition=follows_upstream(),
@@ -50,7 +46,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
         description="clean.measurements: every variable after its filter chain (de-accumulate, clip, set point, "
                     "time step, ...); interval values labelled by interval start; one partition = one site day.",
     )
-    def clean_measurements(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    def clean_measurements(context: AssetExecutionContext, warehouse: WarehouseResource):
         start, end = run_window(context)
         total = CleanReport()
         with warehouse.session() as con:
@@ -60,16 +56,17 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
                 context.log.info(f"clean [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {report.rows} rows, "
                                  f"{report.inserted} written, {report.deleted} removed, "
                                  f"{len(report.changed_variables)} variable(s) changed")
-            metadata = table_metadata(con, "clean.measurements", "ts", start, end)
+            metadata, _ = report_partitions(context, con, "clean.measurements", "ts")
             example = before_after(con, start, end, chains)
-            check_results = evaluate_rules(context, con, config, ["duplicates"], start, end)
+            verdicts = evaluate_rules(context, con, config, ["duplicates"], start, end)
         metadata.update({
-            "rows_written": total.inserted,
-            "rows_removed": total.deleted,
+            "run_rows_written": total.inserted,
+            "run_rows_removed": total.deleted,
             "variables_changed": MetadataValue.json(sorted(total.changed_variables)),
             "chains": MetadataValue.json(total.chains),
             "before_after": MetadataValue.md(example),
         })
-        return MaterializeResult(metadata=metadata, check_results=check_results)
+        yield MaterializeResult(metadata=metadata)
+        yield from emit_checks(context, verdicts)
 
     return clean_measurements

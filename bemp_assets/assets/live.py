@@ -9,25 +9,22 @@ the warehouse.
 from datetime import datetime, timezone
 
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    asset,
 )
 
-from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
 from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.live import CHARGER_STATUS, CHARGES, TRIPS, Table, as_parsed, gateway_batch, ipanel_batch, merge_records
 from bemp_assets.domain.warehouse import ingest, store_rejects, transaction
 from resources import GatewayClient, IPanelClient, WarehouseResource
 
-from .common import WAREHOUSE_POOL, chunks, run_window, table_metadata
+from .common import chunks, report_partitions, run_window, warehouse_asset
 from .raw import SOURCE_RULES
 
 GATEWAY_KEY = ["raw", "gateway_measurements"]
@@ -55,10 +52,10 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
     class Source:  # what warehouse.ingest needs to know of a source
         name, site, expected_interval = "gateway", settings.site, settings.expected_interval
 
-    @asset(key=GATEWAY_KEY, group_name="raw", partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(),
-           pool=WAREHOUSE_POOL, kinds={"duckdb", "api"},
+    @warehouse_asset(key=GATEWAY_KEY, group_name="raw", partitions_def=partitions, kinds={"duckdb", "api"},
            check_specs=[AssetCheckSpec("registered_gateways", asset=GATEWAY_KEY,
-                                       description="every reporting gateway is in the installation registry"),
+                                       description="Every gateway that reports data is in the installation registry "
+                                                   "(data/config/live.yaml); data of others is stored and flagged."),
                         *specs(GATEWAY_KEY, SOURCE_RULES)],
            description="IoT gateway readings (SN, channel, device, medium, value) polled over HTTP into "
                        "raw.gateway_measurements and, as variables <sn>.ch<channel>_<medium>, raw.measurements.")
@@ -75,20 +72,23 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
                                                                        gateway_rows)))
             con.execute("DROP TABLE IF EXISTS stage_gateway")
             variables = sorted(batch.rows["variable_id"].unique())
-            rule_results = evaluate_rules(context, con, config, SOURCE_RULES, start, end, variables)
-            metadata = table_metadata(con, "raw.gateway_measurements", "ts", start, end, order_by=["sn", "channel"])
+            verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, variables)
+            metadata, filled = report_partitions(context, con, "raw.gateway_measurements", "ts",
+                                         order_by=["sn", "channel"], written_at=now, written_column="fetched_at")
         if batch.unknown_sns:
             context.log.warning(f"unregistered gateways reported data (stored, flagged): {batch.unknown_sns}")
-        return MaterializeResult(
-            metadata={**metadata, "records_received": batch.received, "repeated_in_response": batch.repeated,
-                      "rejected": len(batch.rejects), "inserted": report.inserted, "revised": report.revised,
-                      "unchanged": report.unchanged, "gateway_rows_inserted": merged["inserted"],
-                      "acknowledged_until": MetadataValue.text(_acknowledged(batch.rows["ts"]) or "")},
-            check_results=[AssetCheckResult(
-                check_name="registered_gateways", passed=not batch.unknown_sns, severity=AssetCheckSeverity.WARN,
-                metadata={"unregistered": MetadataValue.json(batch.unknown_sns), "registered": len(registry)},
-            ), *rule_results],
-        )
+        yield MaterializeResult(
+            metadata={**metadata, "run_records_received": batch.received, "run_repeated_in_response": batch.repeated,
+                      "run_rejected": len(batch.rejects), "run_inserted": report.inserted, "run_revised": report.revised,
+                      "run_unchanged": report.unchanged, "run_gateway_rows_inserted": merged["inserted"],
+                      "acknowledged_until": MetadataValue.text(_acknowledged(batch.rows["ts"]) or "")})
+        registered = Verdict(
+            passed=not batch.unknown_sns, severity=AssetCheckSeverity.WARN,
+            description=(f"{len(batch.unknown_sns)} gateway(s) not in the installation registry reported data: "
+                         f"{', '.join(batch.unknown_sns)}" if batch.unknown_sns
+                         else f"every reporting gateway is among the {len(registry)} registered"),
+            metadata={"unregistered": MetadataValue.json(batch.unknown_sns), "registered": len(registry)})
+        yield from emit_checks(context, {"registered_gateways": same_for_partitions(registered, filled), **verdicts})
 
     return gateway_measurements
 
@@ -97,20 +97,19 @@ def build_ipanel_asset(name: str, table: Table, fetch_name: str, partitions: Par
                        description: str) -> AssetsDefinition:
     key = ["raw", name]
 
-    @asset(key=key, group_name="raw", partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(),
-           pool=WAREHOUSE_POOL, kinds={"duckdb", "api"}, description=description)
+    @warehouse_asset(key=key, group_name="raw", partitions_def=partitions, kinds={"duckdb", "api"}, description=description)
     def ipanel_records(context: AssetExecutionContext, warehouse: WarehouseResource, ipanel: IPanelClient):
-        start, end = run_window(context)
         batch = ipanel_batch(_fetch(context, name, getattr(ipanel, fetch_name)), table)
         now = datetime.now(timezone.utc)
         with warehouse.session() as con, transaction(con):
             merged = merge_records(con, table.name, list(table.key), batch.rows.assign(fetched_at=now))
             store_rejects(con, "ipanel", batch.rejects.assign(source_file=f"ipanel:{name}"), now)
         with warehouse.session() as con:
-            metadata = table_metadata(con, table.name, f'"{table.time_field}"', start, end, order_by=list(table.key))
+            metadata, _ = report_partitions(context, con, table.name, f'"{table.time_field}"',
+                                         order_by=list(table.key), written_at=now, written_column="fetched_at")
         return MaterializeResult(metadata={
-            **metadata, "records_received": batch.received, "repeated_in_response": batch.repeated,
-            "rejected": len(batch.rejects), **merged,
+            **metadata, "run_records_received": batch.received, "run_repeated_in_response": batch.repeated,
+            "run_rejected": len(batch.rejects), **{f"run_{k}": v for k, v in merged.items()},
             "acknowledged_until": MetadataValue.text(_acknowledged(batch.rows[table.time_field]) or ""),
         })
 

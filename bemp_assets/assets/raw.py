@@ -11,26 +11,23 @@ The metadata accounts for every record read (docs/warehouse.md, "Accounting").
 from datetime import datetime, timezone
 
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    asset,
 )
 
 from bemp_assets.domain.config import BempConfig, SourceConfig
 from bemp_assets.domain.parsing import parse_file, partition_range
 from bemp_assets.domain.warehouse import IngestReport, ingest
-from bemp_assets.checks import evaluate_rules, specs
+from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
 from bemp_assets.inbox_ledger import file_span, record_ingested
 from resources import CsvInboxResource, WarehouseResource
 
-from .common import WAREHOUSE_POOL, run_window, table_metadata
+from .common import report_partitions, run_window, warehouse_asset
 
 # commissioning rules judged on every partition a raw source writes
 SOURCE_RULES = ["correctness", "frequency", "freshness"]
@@ -40,12 +37,10 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
     tz = config.timezone_of(source)
     key = ["raw", source.name]
 
-    @asset(
+    @warehouse_asset(
         key=key,
         group_name="raw",
         partitions_def=partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=WAREHOUSE_POOL,
         kinds={"duckdb", "csv"},
         description=(
             f"Readings of source '{source.name}' ({source.format} CSV files matching "
@@ -62,6 +57,7 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         files = inbox.files(source, config)
         context.log.info(f"{source.name}: {len(files)} file(s) in the inbox, window {start} .. {end}")
         bounds = partition_range(config.site)
+        now = datetime.now(timezone.utc)
         with warehouse.session() as con:
             parsed = []
             for index, f in enumerate(files, start=1):
@@ -72,15 +68,15 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
                 else:
                     context.log.info(f"[{index}/{len(files)}] {f.name}: {result.rows} readings, "
                                      f"{len(result.rejects)} rejected rows, {result.missing_cells} empty cells")
-            report = ingest(con, source, tz, parsed, (start, end), datetime.now(timezone.utc))
+            report = ingest(con, source, tz, parsed, (start, end), now)
             for p in parsed:
                 if p.table:
                     con.execute(f"DROP TABLE IF EXISTS {p.table}")
             source_variables = [v for (v,) in con.execute(
                 "SELECT variable_id FROM meta.variables WHERE source = ?", [source.name]).fetchall()]
-            rule_results = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables)
-            metadata = table_metadata(
-                con, "raw.measurements", "ts", start, end,
+            verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables)
+            metadata, filled = report_partitions(
+                context, con, "raw.measurements", "ts", written_at=now,
                 where=f"variable_id IN (SELECT variable_id FROM meta.variables WHERE source = '{source.name}')")
         for warning in report.warnings:
             context.log.warning(warning)
@@ -95,41 +91,32 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
                          f"{report.rejects_in_files} rejected + {report.folded_duplicates} folded duplicates + "
                          f"{report.outside_window} outside the window; {report.missing_cells} empty cells")
         metadata.update(_accounting_metadata(report))
+        yield MaterializeResult(metadata=metadata)
         failed = "; ".join(report.failed_files.values())
-        return MaterializeResult(
-            metadata=metadata,
-            check_results=[AssetCheckResult(
-                check_name="files_parsed",
-                passed=not report.failed_files,
-                severity=AssetCheckSeverity.WARN,
-                metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files),
-                          **({"observed_worst": MetadataValue.text(failed)} if failed else {})},
-            ), *rule_results],
-        )
+        files_parsed = Verdict(
+            passed=not report.failed_files, severity=AssetCheckSeverity.WARN,
+            description=(f"{len(report.failed_files)} of {len(report.files)} file(s) rejected whole: {failed}"
+                         if report.failed_files else f"all {len(report.files)} file(s) are readable text of a known shape"),
+            metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files),
+                      **({"observed_worst": MetadataValue.text(failed)} if failed else {})})
+        yield from emit_checks(context, {"files_parsed": same_for_partitions(files_parsed, filled), **verdicts})
 
     return raw_source
 
 
 def _accounting_metadata(report: IngestReport) -> dict:
-    """The run's accounting: rows_read = stored + rejected_rows + folded_duplicates + outside_window."""
+    """The run's accounting (``run_*``: the whole run, the same on every partition):
+    run_rows_read = run_stored + run_rejected_rows + run_folded_duplicates + run_outside_window."""
     return {
         "files": MetadataValue.json(report.files),
         "failed_files": MetadataValue.json(report.failed_files),
-        "rows_read": report.rows_read,
-        "stored": report.stored,
-        "rejected_rows": report.rejects_in_files,
-        "folded_duplicates": report.folded_duplicates,
-        "outside_window": report.outside_window,
-        "missing_cells": report.missing_cells,
         "per_file": MetadataValue.json(report.per_file),
-        "inserted": report.inserted,
-        "revised": report.revised,
-        "unchanged": report.unchanged,
-        "rejected_rows_new": report.rejects_new,
         "variables": report.variables,
-        # earlier names of stored and folded_duplicates
-        "rows_in_window": report.rows_in_window,
-        "overlapping_rows": report.overlapping_rows,
+        **{f"run_{name}": int(value) for name, value in (
+            ("rows_read", report.rows_read), ("stored", report.stored), ("rejected_rows", report.rejects_in_files),
+            ("folded_duplicates", report.folded_duplicates), ("outside_window", report.outside_window),
+            ("missing_cells", report.missing_cells), ("inserted", report.inserted), ("revised", report.revised),
+            ("unchanged", report.unchanged), ("rejected_rows_new", report.rejects_new))},
     }
 
 

@@ -5,12 +5,17 @@ from pathlib import Path
 
 from .connection import connect
 
+from .status import stored_board_time
+
 LAYER_TABLES = ["meta.variables", "raw.measurements", "raw.rejects", "raw.revisions", "raw.gateway_measurements",
                 "raw.ipanel_trips", "raw.ipanel_charger_status", "raw.ipanel_charges", "clean.measurements",
                 "agg.hourly", "agg.daily", "ops.commissioning_results", "ops.installation_status"]
 
 
-def warehouse_summary(path: Path) -> str:
+def warehouse_summary(path: Path, live_within_s: int = 2 * 86400) -> str:
+    """Rows per table, readings per source, rejects, and the stored board's colours with the
+    instant it was judged at (``live_within_s``: the default freshness limit, see
+    status.board_time)."""
     if not Path(path).exists():
         return f"warehouse {path} does not exist yet: run `make run` or `bemp run` first"
     with connect(path, read_only=True) as con:
@@ -29,6 +34,7 @@ def warehouse_summary(path: Path) -> str:
         rejects = con.execute("SELECT source_file, count(*) FROM raw.rejects GROUP BY ALL ORDER BY 1").fetchall()
         lines.append("  rejected rows: " + (", ".join(f"{f}: {n}" for f, n in rejects) if rejects else "none"))
         board = con.execute("SELECT status, count(*) FROM ops.installation_status WHERE level = 'sensor' GROUP BY ALL ORDER BY 1").fetchall()
-        lines.append("  sensors: " + (", ".join(f"{n} {s}" for s, n in board) if board else "no status board yet")
-                     + " (bemp status)")
+        when = stored_board_time(con, live_within_s)
+        lines.append("  sensors: " + (", ".join(f"{n} {s}" for s, n in board) + f" {when.header()}" if board and when
+                                      else "no status board yet") + " (bemp status)")
     return "\n".join(lines)

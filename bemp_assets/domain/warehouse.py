@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS ops.commissioning_results (
     observed DOUBLE,
     threshold DOUBLE
 );
+-- verdict per variable-day: pass, fail or no_data (docs/commissioning.md); added in place
+ALTER TABLE ops.commissioning_results ADD COLUMN IF NOT EXISTS verdict VARCHAR;
 CREATE TABLE IF NOT EXISTS ops.installation_status (
     level VARCHAR NOT NULL,          -- 'device' or 'sensor'
     device VARCHAR NOT NULL,
@@ -112,6 +114,9 @@ CREATE TABLE IF NOT EXISTS ops.installation_status (
     freshness_s BIGINT,
     as_of TIMESTAMPTZ NOT NULL
 );
+-- days judged incomplete or without any data (docs/commissioning.md, status board); added in place
+ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS incomplete_days INTEGER;
+ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS no_data_days INTEGER;
 """
 # agg.hourly and agg.daily share their statistics columns; only the bucket differs
 _AGG_STATS = "mean DOUBLE, min DOUBLE, max DOUBLE, sum DOUBLE, n INTEGER NOT NULL, coverage DOUBLE NOT NULL"
