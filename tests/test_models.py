@@ -274,12 +274,15 @@ def test_a_failed_blocking_commissioning_day_is_excluded_from_training_and_scori
     clean_scores, _, _ = run_backtests(con, config, log=lambda _: None)
     # one site-local (Europe/Rome) day fails completeness: 08:00 of 5 March .. 08:00 of 6 March in
     # Seoul, so both Seoul days are excluded whole
-    con.execute("INSERT INTO ops.commissioning_results VALUES (now(), 'r', 'agg/daily', '2018-03-05', ?, "
-                "DATE '2018-03-05', 'completeness', false, 0.5, 0.9)", [TARGET])
+    insert = ("INSERT INTO ops.commissioning_results (checked_at, run_id, asset, partition, variable_id, day, rule, "
+              "passed, observed, threshold, verdict) VALUES (now() - to_hours($age), 'r', 'agg/daily', $day, $v, "
+              "$day::DATE, 'completeness', $passed, 0.5, 0.9, $verdict)")
+    con.execute(insert, {"age": 0, "day": "2018-03-05", "v": TARGET, "passed": False, "verdict": "fail"})
     # an older failure later passed is not excluded: only the newest verdict counts
-    con.execute("INSERT INTO ops.commissioning_results VALUES (now() - INTERVAL 1 DAY, 'r', 'agg/daily', '2018-02-10', ?, "
-                "DATE '2018-02-10', 'completeness', false, 0.5, 0.9), (now(), 'r', 'agg/daily', '2018-02-10', ?, "
-                "DATE '2018-02-10', 'completeness', true, 1.0, 0.9)", [TARGET, TARGET])
+    con.execute(insert, {"age": 24, "day": "2018-02-10", "v": TARGET, "passed": False, "verdict": "fail"})
+    con.execute(insert, {"age": 0, "day": "2018-02-10", "v": TARGET, "passed": True, "verdict": "pass"})
+    # a day without any data is a warning, not a blocking failure
+    con.execute(insert, {"age": 0, "day": "2018-02-20", "v": TARGET, "passed": False, "verdict": "no_data"})
     gated = train_one(con, MODELS[0], config, tmp_path, log=lambda _: None)
     assert clean["excluded_days"] == 0
     assert clean["rows"] - gated["rows"] == 48 and gated["excluded_days"] == 2

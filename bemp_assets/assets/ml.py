@@ -14,7 +14,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    BackfillPolicy,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -30,7 +29,7 @@ from bemp_assets.domain.forecasting_store import ensure_ml_tables, refresh_statu
 from bemp_assets.domain.settings import Settings
 from resources import WarehouseResource
 
-from .common import WAREHOUSE_POOL
+from .common import WAREHOUSE_POOL, warehouse_asset
 
 GROUP = "ml"
 BEATS_PERSISTENCE = "champion_beats_persistence"
@@ -167,9 +166,9 @@ def build_ml_assets(partitions: PartitionsDefinition, hourly_key: AssetKey, bemp
                                  metadata={"offenders": ", ".join(bad["model_id"]) or "none"})
         return MaterializeResult(metadata=metadata, check_results=[check])
 
-    @asset(key=[GROUP, "forecasts"], deps=[backtests.key], partitions_def=partitions,
-           backfill_policy=BackfillPolicy.single_run(), **common,
-           description="Day-ahead forecasts of each target day (the partition) by every model and both baselines, "
+    @warehouse_asset(key=[GROUP, "forecasts"], deps=[backtests.key], partitions_def=partitions, group_name=GROUP,
+                     kinds={"duckdb", "scikit-learn"},
+                     description="Day-ahead forecasts of each target day (the partition) by every model and both baselines, "
                        "each from a version trained before that day's issue; an issued forecast is never overwritten.")
     def forecasts(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         days = [pd.Timestamp(k).date() for k in context.partition_keys]

@@ -81,10 +81,10 @@ def blocked_days(con, variables: list[str]) -> set[date]:
     if not exists:
         return set()
     rows = con.execute(
-        "SELECT day FROM (SELECT day, passed, row_number() OVER (PARTITION BY variable_id, day, rule "
+        "SELECT day FROM (SELECT day, passed, verdict, row_number() OVER (PARTITION BY variable_id, day, rule "
         "ORDER BY checked_at DESC) AS newest FROM ops.commissioning_results WHERE day IS NOT NULL "
         "AND rule IN (SELECT unnest($rules)) AND variable_id IN (SELECT unnest($v))) "
-        "WHERE newest = 1 AND NOT passed GROUP BY day",
+        "WHERE newest = 1 AND NOT passed AND coalesce(verdict, 'fail') = 'fail' GROUP BY day",
         {"rules": list(BLOCKING_RULES), "v": variables}).fetchall()
     return {r[0] for r in rows}
 
