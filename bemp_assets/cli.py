@@ -87,7 +87,7 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
         print(f"run {reaped.run_id} ({reaped.job_name}) marked failed: {reaped.reason}; its pool slot is free")
     failed = []
     with settings_env(settings), code_location(instance) as location:
-        selection = _resolve_selection(location, select)
+        selection = _within_job(location, job_name, _resolve_selection(location, select), select)
         for first, last in spans:
             print(f"running {job_name} over {first} .. {last} (one run)")
             created = create_run(instance, location, job_name,
@@ -205,6 +205,18 @@ def _resolve_selection(location, select: str | None):
     if not keys:
         raise CliError(f"--select {select!r} matches no asset{_suggest_selection(select, graph)}")
     return keys
+
+
+def _within_job(location, job_name: str, selection, select: str | None):
+    """The selected assets that belong to the job: 'key:clean/measurements+' reaches the ml
+    assets too, which `bemp models train` and the ml schedules run, not the pipeline."""
+    if not selection:
+        return selection
+    inside = set(_job_assets(location, job_name))
+    kept = [key for key in selection if key in inside]
+    if not kept:
+        raise CliError(f"--select {select!r} matches no asset of job {job_name} (models: `bemp models train`)")
+    return kept
 
 
 def _suggest_selection(select: str, graph) -> str:

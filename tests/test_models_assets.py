@@ -108,3 +108,20 @@ def test_drift_sensor_requests_one_retrain_per_drifting_materialisation(tmp_path
         assert isinstance(request, RunRequest) and request.tags["bemp/retrain_reason"] == reason
         # the same materialisation does not request twice
         assert isinstance(sensor(build_sensor_context(instance=instance, cursor=context.cursor)), SkipReason)
+
+
+def test_ml_assets_skip_a_target_without_data_instead_of_failing(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    assets = build_ml_assets(daily_partitions(load_config(CONFIG_DIR).site), AssetKey(["agg", "hourly"]),
+                             config_with(*MODELS), settings)
+    by_name = {a.key.path[-1]: a for a in assets}
+    resources = {"warehouse": WarehouseResource(database=str(settings.warehouse))}
+    with instance_for_test() as instance:
+        assert materialize([by_name[n] for n in ("features", "models", "backtests")], instance=instance,
+                           resources=resources).success
+        assert materialize([by_name["forecasts"]], instance=instance, resources=resources,
+                           partition_key="2018-03-10").success
+        assert latest_metadata(instance, "ml", "forecasts")["rows_issued"].value == 0
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ml.models").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM ml.forecasts").fetchall() == [(0,)]

@@ -22,6 +22,8 @@ def home(steel, tmp_path):  # noqa: F811
      "bemp forecast: --model 'steel_calendr': no such model in {config}/models.yaml (did you mean 'steel_calendar'?)"),
     (["forecast", "--model", "steel_calendar", "--day", "2018-02-30"],
      "bemp forecast: --day '2018-02-30': expected a day as YYYY-MM-DD, e.g. 2018-03-01"),
+    (["run", "--select", "group:ml", "--start", "2018-01-01", "--end", "2018-01-01"],
+     "bemp run: --select 'group:ml' matches no asset of job bemp_pipeline (models: `bemp models train`)"),
     (["models", "train", "nope"], "bemp models: NAME 'nope': no such model in {config}/models.yaml; configured: "),
     (["models", "train", "--search-minutes", "0"], "bemp models: --search-minutes 0.0: expected a positive number of minutes"),
 ])

@@ -117,8 +117,13 @@ def run_backtests(con, config: BempConfig, names: list[str] | None = None, inclu
     """Backtest every selected model per target, then decide roles (promotion margin), record
     promotions and rebuild ml.model_status. Returns scores, roles, promotions."""
     specs = select_specs(config, names, include_tpot)
-    scores = pd.concat([backtest_target(con, t, [s for s in specs if s.target == t], config, log, **fit_options)
-                        for t in sorted({s.target for s in specs})], ignore_index=True)
+    scores = []
+    for target in sorted({s.target for s in specs}):
+        try:
+            scores.append(backtest_target(con, target, [s for s in specs if s.target == target], config, log, **fit_options))
+        except ForecastError as exc:  # a target without data yet: said, not fatal
+            log(f"not backtested: {exc}")
+    scores = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=["model_id", "target", "mae"])
     stored = con.execute("SELECT model_id, target, mae, skill_persistence FROM ml.backtests").df()
     roles, promotions = decide_roles(stored, current_champions(con), config.forecasting.promotion_margin)
     write_promotions(con, promotions, config.forecasting.promotion_margin)
@@ -159,7 +164,11 @@ def forecast_day(con, config: BempConfig, artifacts: Path, day: date, names: lis
         tz = model_tz(spec, config)
         issued = issue_instants(pd.Index([day]), spec, tz).iloc[0]
         first = day - timedelta(days=_max_lag_days(spec) + 1)
-        frame, _, _ = history_frame(con, spec, config, first, day)
+        try:
+            frame, _, _ = history_frame(con, spec, config, first, day)
+        except ForecastError as exc:
+            log(f"not issued: {exc}")
+            continue
         known = frame.rows[(frame.rows["target_ts"] < issued) & frame.rows["y"].notna()]
         if known.empty:  # a day far past the data: lags would all be missing
             log(f"{spec.name}: no {spec.target} data in the {(day - first).days} days before {day}; not issued")
