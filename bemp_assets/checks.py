@@ -159,7 +159,8 @@ def _run_verdict(outcome: RuleOutcome, judged: dict[str, Verdict], partitions: i
         shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
         description = f"{len(failed)} of {len(judged)} day(s) judged fail: {shown}; {outside}"
     else:
-        description = f"all {len(judged)} day(s) judged pass; {outside}"
+        description = (f"all {len(judged)} day(s) judged pass; {outside}" if judged
+                       else f"no day judged: {outside}")
     severity = RULES[outcome.rule][0] if blocking or not failed else AssetCheckSeverity.WARN
     worst = outcome.worst(5, labels)
     return Verdict(not failed, severity, description, {

@@ -267,3 +267,22 @@ def test_long_silence_is_out_of_service_short_one_is_no_data(con, config, rules_
     assert got == {("gw1.temperature", day(n)): (1.0, "pass") for n in (0, 1, 42, 43, 47)} | {
         ("gw1.temperature", day(n)): (0.0, "no_data") for n in (44, 45, 46)}
     assert result.checked == 8
+
+
+def test_heat_map_leaves_out_stretches_a_source_was_out_of_service():
+    from datetime import date, timedelta
+
+    import pandas as pd
+
+    from bemp_assets.domain.status import drop_out_of_service
+
+    days = [date(2016, 1, 1) + timedelta(days=i) for i in range(100)]
+    matrix = pd.DataFrame(0.0, index=["a", "b"], columns=days)
+    matrix.loc["a", days[:10]] = 1.0          # 10 days in service
+    matrix.loc["b", days[10:12]] = 0.5        # then 2 days of one variable only
+    matrix.loc["a", days[12:20]] = 0.0        # 8 silent days: a real outage, kept
+    matrix.loc["b", days[20:25]] = 1.0
+    matrix.loc["a", days[70:]] = 1.0          # 45 silent days (25..69): out of service, left out
+    kept, gaps = drop_out_of_service(matrix)
+    assert gaps == [(days[25], days[69])]
+    assert list(kept.columns) == days[:25] + days[70:]

@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from .commissioning import plain_duration, register_rules, variable_labels
+from .commissioning import OUT_OF_SERVICE_DAYS, plain_duration, register_rules, variable_labels
 from .config import BempConfig
 from .transform import LOCAL_DAY_SECONDS
 from .warehouse import transaction
@@ -213,10 +214,27 @@ def source_heatmaps(con: duckdb.DuckDBPyConnection, tz: str, folder: Path) -> li
     for source, first, last, variables in source_lifetimes(con):
         start = pd.Timestamp(first).tz_convert(tz).normalize()
         end = pd.Timestamp(last).tz_convert(tz).normalize() + pd.Timedelta(days=1)
-        matrix = coverage_matrix(con, start.to_pydatetime(), end.to_pydatetime(), tz, variables)
-        title = f"{source}, {matrix.columns[0]} .. {matrix.columns[-1]}\nreadings present / expected per site-local day"
+        matrix, gaps = drop_out_of_service(coverage_matrix(con, start.to_pydatetime(), end.to_pydatetime(), tz, variables))
+        left_out = "".join(f"\nout of service, left out: {a} .. {b}" for a, b in gaps)
+        title = (f"{source}, {matrix.columns[0]} .. {matrix.columns[-1]}{left_out}\n"
+                 f"readings present / expected per site-local day")
         maps.append((source, matrix, render_heatmap(matrix.rename(index=labels), folder / f"coverage_{source}.png", title)))
     return maps
+
+
+def drop_out_of_service(matrix: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple]]:
+    """The matrix without the stretches of more than OUT_OF_SERVICE_DAYS days in which no
+    variable of the source has a reading (the source was out of service: commissioning does not
+    judge them, and drawn they would be a wall of red); returns the stretches left out."""
+    silent = (matrix.fillna(0.0) <= 0).all(axis=0).to_numpy().astype(int)
+    edges = np.diff(np.concatenate(([0], silent, [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long = (ends - starts) > OUT_OF_SERVICE_DAYS
+    keep = np.ones(len(silent), dtype=bool)
+    for first, stop in zip(starts[long], ends[long]):
+        keep[first:stop] = False
+    gaps = [(matrix.columns[first], matrix.columns[stop - 1]) for first, stop in zip(starts[long], ends[long])]
+    return matrix.loc[:, keep], gaps
 
 
 HEATMAP_MAX_PX = 900  # the Dagster UI's metadata dialog shows about this width without scrolling
