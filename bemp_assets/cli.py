@@ -11,6 +11,11 @@
                                           local reference server of a live source (docs/sources.md)
     bemp alarms list [--active] [--severity S] | ack ID --by NAME [--note TEXT] | history [--rule R] [--variable V]
                                           the alarm board, acknowledgement, event history (docs/alarms.md)
+    bemp models list                      configured models, roles and backtest figures
+    bemp models train [NAME] [--search-minutes N]
+                                          train (and backtest) through the Dagster instance
+    bemp forecast --model NAME --day D [--out FILE.csv]
+                                          one day-ahead forecast (docs/models.md)
 """
 from __future__ import annotations
 
@@ -85,7 +90,7 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
         print(f"run {reaped.run_id} ({reaped.job_name}) marked failed: {reaped.reason}; its pool slot is free")
     failed = []
     with settings_env(settings), code_location(instance) as location:
-        selection = _resolve_selection(location, select)
+        selection = _within_job(location, job_name, _resolve_selection(location, select), select)
         for first, last in spans:
             print(f"running {job_name} over {first} .. {last} (one run)")
             created = create_run(instance, location, job_name,
@@ -207,6 +212,18 @@ def _resolve_selection(location, select: str | None):
     return keys
 
 
+def _within_job(location, job_name: str, selection, select: str | None):
+    """The selected assets that belong to the job: 'key:clean/measurements+' reaches the ml
+    assets too, which `bemp models train` and the ml schedules run, not the pipeline."""
+    if not selection:
+        return selection
+    inside = set(_job_assets(location, job_name))
+    kept = [key for key in selection if key in inside]
+    if not kept:
+        raise CliError(f"--select {select!r} matches no asset of job {job_name} (models: `bemp models train`)")
+    return kept
+
+
 def _suggest_selection(select: str, graph) -> str:
     """' (did you mean ...?)' for the closest prefix, group or asset key, or ''."""
     import difflib
@@ -289,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="raw readings, clean readings (default) or hourly statistics")
     export_parser.add_argument("--out", required=True, help="CSV file to write; its folder must exist")
     _add_alarms_parser(sub)
+    _add_model_parsers(sub)
     return parser
 
 
@@ -307,6 +325,20 @@ def _add_alarms_parser(sub) -> None:
     hist = actions.add_parser("history", help="every event (raised, cleared, acknowledged), old rule versions included")
     hist.add_argument("--rule", help="only this rule")
     hist.add_argument("--variable", help="only this variable (or gateway serial number)")
+
+
+def _add_model_parsers(sub) -> None:
+    models_parser = sub.add_parser("models", help="list or train the forecasting models (docs/models.md)")
+    actions = models_parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="configured models with their role and backtest figures")
+    train_parser = actions.add_parser("train", help="train models (all non-TPOT ones by default) and backtest them")
+    train_parser.add_argument("name", nargs="?", help="one configured model (a TPOT model runs its search)")
+    train_parser.add_argument("--search-minutes", type=float, help="TPOT search budget in minutes (also trains the "
+                                                                   "TPOT models when no NAME is given)")
+    forecast_parser = sub.add_parser("forecast", help="the day-ahead forecast of one model for one day")
+    forecast_parser.add_argument("--model", required=True, help="a configured model name (`bemp models list`)")
+    forecast_parser.add_argument("--day", required=True, help="target day, YYYY-MM-DD (the model's local time)")
+    forecast_parser.add_argument("--out", help="CSV file to write; its folder must exist")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,6 +380,10 @@ def dispatch(args, settings: Settings) -> int:
         return export(settings, args.variable, args.start, args.end, args.layer, args.out)
     if args.command == "alarms":
         return alarms_command(args, settings)
+    if args.command in ("models", "forecast"):
+        from bemp_assets import cli_models
+
+        return cli_models.dispatch(args, settings)
     from bemp_assets.domain.summary import warehouse_summary
 
     print(warehouse_summary(settings.warehouse))
@@ -488,4 +524,7 @@ def _table(frame, empty: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the package's module, not this __main__ copy: one CliError class for cli_models too
+    from bemp_assets.cli import main as package_main
+
+    sys.exit(package_main())

@@ -7,6 +7,7 @@ from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.alarms import build_alarm_assets, build_notifiers
 from bemp_assets.assets.clean import build_clean_asset
 from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
+from bemp_assets.assets.ml import build_ml_assets, build_ml_triggers
 from bemp_assets.assets.ops import build_ops_assets
 from bemp_assets.assets.raw import build_raw_assets
 from bemp_assets.automation import build_automation_sensor
@@ -32,23 +33,28 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     aggregates = build_agg_assets(partitions, clean.key, config)
     ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
     pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
-    alarm_assets = build_alarm_assets([clean.key, *(a.key for a in aggregates if a.key.path[-1] == "hourly")], config, settings)
+    ml = build_ml_assets(partitions, aggregates[0].key, config, settings)
+    ml_train, ml_weekly, ml_drift, ml_forecast, ml_daily = build_ml_triggers(ml)
+    forecasts = [key for a in ml for key in a.keys if key.path == ["ml", "forecasts"]]
+    alarm_assets = build_alarm_assets([clean.key, *(a.key for a in aggregates if a.key.path[-1] == "hourly"), *forecasts],
+                                      config, settings)
     alarms_job = build_alarms_job()
-    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *alarm_assets]
+    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *ml, *alarm_assets]
     # runs name their assets, so the automation sees what a run materialised (automation.py)
     downstream = [clean.key, *(a.key for a in aggregates)]
     pipeline_assets, live_assets = [*(a.key for a in csv_raw), *downstream], [*live_keys, *downstream]
     return Definitions(
         assets=assets,
-        jobs=[pipeline, live, status, alarms_job],
+        jobs=[pipeline, live, status, ml_train, ml_forecast, alarms_job],
         schedules=[build_daily_schedule(pipeline, partitions, pipeline_assets),
-                   build_live_repoll_schedule(live, partitions, config, live_assets),
+                   build_live_repoll_schedule(live, partitions, config, live_assets), ml_weekly, ml_daily,
                    build_alarms_schedule(alarms_job, config.alarms.evaluate_every_minutes, [a.key for a in alarm_assets])],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
             *build_live_sensors(live, partitions, config),
             build_automation_sensor(assets),
             build_run_hygiene_sensor(),
+            ml_drift,
         ],
         # every warehouse step holds the one `duckdb` pool slot, so steps run one at a time
         # anyway: one process per run keeps them cheap and gives run hygiene one pid to watch

@@ -124,17 +124,20 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
                     AssetKey(["ops", "installation_status"]), AssetKey(["ops", "coverage_heatmap"]),
                     AssetKey(["raw", "gateway_measurements"]), AssetKey(["raw", "ipanel_trips"]),
                     AssetKey(["raw", "ipanel_charger_status"]), AssetKey(["raw", "ipanel_charges"]),
-                    AssetKey(["alarms", "events"]), AssetKey(["alarms", "notifications"])}
+                    AssetKey(["alarms", "events"]), AssetKey(["alarms", "notifications"]),
+                    *(AssetKey(["ml", n]) for n in ("features", "models", "tpot_models", "backtests", "forecasts"))}
+    partitioned = {k for k in keys if k.path[0] not in ("ops", "ml", "alarms")} | {AssetKey(["ml", "forecasts"])}
     for key in keys:
         node = graph.get(key)
         assert node.group_name == key.path[0]
         assert node.description
         assert node.pools == {WAREHOUSE_POOL}
-        assert (node.backfill_policy is not None) == (key.path[0] not in ("ops", "alarms"))
+        assert (node.backfill_policy is not None) == (key in partitioned)
     checks = {(k.asset_key.path[0], k.name) for k in graph.asset_check_keys}
     assert {("raw", "correctness"), ("raw", "frequency"), ("raw", "freshness"), ("raw", "files_parsed"),
             ("clean", "duplicates"), ("agg", "completeness"), ("raw", "registered_gateways"),
-            ("alarms", "outbox_drained"), ("alarms", "rules_select_variables")} == checks
+            ("ml", "champion_beats_persistence"), ("alarms", "outbox_drained"),
+            ("alarms", "rules_select_variables")} == checks
     assert graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "completeness")).blocking
     assert graph.get(AssetKey(["clean", "measurements"])).parent_keys == {
         k for k in keys if k.path[0] == "raw" and not k.path[1].startswith("ipanel")}
@@ -143,6 +146,8 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
     for name in ("bemp_automation", "inbox_sensor", "gateway_sensor", "ipanel_sensor"):
         assert defs.resolve_sensor_def(name).default_status.value == "RUNNING"
     assert defs.resolve_schedule_def("bemp_daily").cron_schedule == "30 1 * * *"
+    assert defs.resolve_schedule_def("ml_forecast_schedule").cron_schedule == "15 0 * * *"
+    assert defs.resolve_schedule_def("ml_weekly_retrain").cron_schedule == "0 3 * * 1"
     resources = defs.resources
     assert os.path.isabs(resources["warehouse"].database) and resources["warehouse"].database == str(settings.warehouse)
 

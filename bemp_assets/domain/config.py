@@ -390,6 +390,130 @@ class AlarmsSection(Strict):
     alarms: AlarmsConfig
 
 
+# --- models and forecasts (docs/models.md) -------------------------------------------------
+Learner = Literal["tpot", "hist_gradient_boosting", "persistence", "same_hour_last_week"]
+BASELINES = ("persistence", "same_hour_last_week")
+CalendarFeature = Literal["hour", "weekday", "day_of_year", "month", "weekend", "holiday", "tou_period"]
+
+
+def _check_country(value: Any) -> str | None:
+    """A country code the ``holidays`` package knows (``KR``, ``IT``, ``DE``, ...)."""
+    if value is None:
+        return None
+    import holidays
+
+    if str(value) not in holidays.list_supported_countries():
+        raise ValueError(f"expected a country code of the holidays package such as 'KR' or 'IT', got {value!r}")
+    return str(value)
+
+
+def _check_clock(value: Any) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(value)):
+        raise ValueError(f"expected a local time of day as HH:MM such as '00:00' or '10:00', got {value!r}")
+    return str(value)
+
+
+Country = Annotated[str | None, BeforeValidator(_check_country)]
+Clock = Annotated[str, BeforeValidator(_check_clock)]
+
+
+class ExogenousSpec(Strict):
+    """Another variable as input: its value at the same local hour ``lags_days`` days earlier
+    and its local-day totals ``daily_lags`` days earlier."""
+
+    variable: str
+    lags_days: list[int] = Field(default_factory=lambda: [1])
+    daily_lags: list[int] = Field(default_factory=list)
+
+
+class FeatureSpec(Strict):
+    calendar: list[CalendarFeature] = Field(default_factory=list)
+    target_lags_days: list[int] = Field(default_factory=list, description="target at the same local hour k days earlier")
+    target_daily_lags: list[int] = Field(default_factory=list, description="target's local-day total k days earlier")
+    exogenous: list[ExogenousSpec] = Field(default_factory=list)
+    holidays_country: Country = Field(None, description="public holidays of this country (holidays package)")
+
+
+class IssueTime(Strict):
+    """When a day's forecast is issued: local ``time`` on the target day (``day: 0``) or
+    ``-day`` days before it (``day: -1``, ``time: '10:00'``: a market gate closure)."""
+
+    day: int = Field(0, ge=-7, le=0)
+    time: Clock = "00:00"
+
+
+class TpotBudget(Strict):
+    minutes: float = Field(5.0, gt=0, description="search time budget per fit")
+    generations: int | None = Field(None, ge=1, description="stop earlier after this many generations")
+    population_size: int = Field(20, ge=2)
+    cv: int = Field(3, ge=2)
+    search_space: str = "linear-light"
+
+
+class ModelSpec(Strict):
+    name: str = Field(pattern=SLUG)
+    description: str = ""
+    category: str = "load_forecast"
+    target: str = Field(description="variable id of the forecast series")
+    timezone: TimeZone | None = Field(None, description="local time of days, hours and issue (default: site)")
+    features: FeatureSpec = FeatureSpec()
+    learner: Learner
+    horizon: Literal["day_ahead"] = "day_ahead"
+    issue_time: IssueTime = IssueTime()
+    tpot: TpotBudget = TpotBudget()
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _no_look_ahead(self) -> "ModelSpec":
+        """A lag of k days is whole by the issue time only when k >= 1 - issue_time.day: a
+        shorter one would read values not yet measured at issue, a leak, so it is refused."""
+        first = 1 - self.issue_time.day
+        lags = {"features.target_lags_days": self.features.target_lags_days,
+                "features.target_daily_lags": self.features.target_daily_lags}
+        for i, exo in enumerate(self.features.exogenous):
+            lags[f"features.exogenous[{i}].lags_days"] = exo.lags_days
+            lags[f"features.exogenous[{i}].daily_lags"] = exo.daily_lags
+        for key, values in lags.items():
+            if any(k < first for k in values):
+                raise ValueError(f"{key} {values}: a lag shorter than {first} day(s) looks past the issue time "
+                                 f"(day {self.issue_time.day}, {self.issue_time.time}); use lags >= {first}")
+        if "holiday" in self.features.calendar and not self.features.holidays_country:
+            raise ValueError("calendar feature 'holiday' needs features.holidays_country")
+        if self.learner in BASELINES and (self.features.calendar or self.features.exogenous):
+            raise ValueError(f"learner {self.learner!r} is a baseline: it takes no features")
+        return self
+
+
+class ForecastingConfig(Strict):
+    promotion_margin: float = Field(0.05, ge=0, lt=1, description="a challenger's backtest MAE must be this much lower")
+    drift_factor: float = Field(1.5, gt=1, description="retrain when live rMAE > factor x backtest rMAE")
+    live_window_days: int = Field(14, ge=1)
+    backtest_start: date | None = None
+    backtest_end: date | None = None
+    min_training_days: int = Field(28, ge=1)
+    models: list[ModelSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ForecastingConfig":
+        names = [m.name for m in self.models]
+        clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(BASELINES)))
+        if clash:
+            raise ValueError(f"model names must be unique and not a baseline's name {list(BASELINES)}: {clash}")
+        if self.backtest_start and self.backtest_end and self.backtest_start > self.backtest_end:
+            raise ValueError("backtest_start is after backtest_end")
+        return self
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no model named {name!r}; configured: {[m.name for m in self.models]}")
+
+
+class ForecastingSection(Strict):
+    forecasting: ForecastingConfig
+
+
 class BempConfig(Strict):
     site: SiteConfig
     sources: list[SourceConfig]
@@ -398,6 +522,7 @@ class BempConfig(Strict):
     live_sources: LiveSourcesConfig = Field(default_factory=LiveSourcesConfig)
     gateways: list[GatewaySpec] = Field(default_factory=list)
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+    forecasting: ForecastingConfig = Field(default_factory=ForecastingConfig)
 
     def expected_variables(self) -> list[str]:
         """Sensors that must report: listed in commissioning, or registered on a gateway."""
@@ -425,6 +550,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "live_sources": (LiveSection, False),
     "gateways": (GatewaysSection, False),
     "alarms": (AlarmsSection, False),
+    "forecasting": (ForecastingSection, False),
 }
 
 
