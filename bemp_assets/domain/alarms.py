@@ -348,7 +348,8 @@ def window_events(con: duckdb.DuckDBPyConnection, config: BempConfig, rule: Alar
             triggers = triggers[triggers["ts"] >= pd.Timestamp(start)]
         found = state_changes(triggers, _open_alarms(con, rule.name, rule_version(rule), kind, start), rule.name)
         events.append(found.assign(subject_kind=kind))
-    return pd.concat(events, ignore_index=True)
+    found_any = [frame for frame in events if len(frame)]  # pandas warns on concatenating empty frames
+    return pd.concat(found_any, ignore_index=True) if found_any else events[0]
 
 
 def _supersede_other_versions(con, rule: str, version: str, now: datetime) -> int:
