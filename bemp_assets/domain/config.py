@@ -158,13 +158,17 @@ class SiteSection(Strict):
     site: SiteConfig
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted (a section's names must be unique)."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 class SourcesSection(Strict):
     sources: list[SourceConfig]
 
     @model_validator(mode="after")
     def _unique(self) -> "SourcesSection":
-        names = [s.name for s in self.sources]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated([s.name for s in self.sources])
         if dupes:
             raise ValueError(f"source names must be unique, repeated: {dupes}")
         return self
@@ -274,9 +278,9 @@ class GatewaysSection(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> "GatewaysSection":
-        sns = [g.sn for g in self.gateways]
-        if len(set(sns)) != len(sns):
-            raise ValueError(f"gateway serial numbers must be unique, repeated: {sorted({s for s in sns if sns.count(s) > 1})}")
+        dupes = repeated([g.sn for g in self.gateways])
+        if dupes:
+            raise ValueError(f"gateway serial numbers must be unique, repeated: {dupes}")
         return self
 
 
@@ -379,8 +383,7 @@ class AlarmsConfig(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> "AlarmsConfig":
-        names = [r.name for r in self.rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated([r.name for r in self.rules])
         if dupes:
             raise ValueError(f"alarm rule names must be unique, repeated: {dupes}")
         return self
@@ -496,7 +499,7 @@ class ForecastingConfig(Strict):
     @model_validator(mode="after")
     def _unique(self) -> "ForecastingConfig":
         names = [m.name for m in self.models]
-        clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(BASELINES)))
+        clash = sorted(set(repeated(names)) | (set(names) & set(BASELINES)))
         if clash:
             raise ValueError(f"model names must be unique and not a baseline's name {list(BASELINES)}: {clash}")
         if self.backtest_start and self.backtest_end and self.backtest_start > self.backtest_end:
