@@ -31,8 +31,10 @@ run: install
 	$(BIN)/bemp run --with-reference-servers
 	$(BIN)/bemp models train
 
+# two workers (this machine has two cores); a module's tests stay on one worker so its
+# module-scoped warehouse is built once; the slowest tests are listed for CI's record
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 dev: install
 	$(BIN)/dg dev --port 3000
