@@ -12,7 +12,7 @@ from bemp_assets.partitions import daily_partitions
 from resources import WarehouseResource
 
 from .conftest import CONFIG_DIR, make_settings
-from .test_models import MODELS, TARGET, config_with, steel  # noqa: F401  (module fixture)
+from .test_models import MODELS, SEOUL, TARGET, config_with, noise_after, steel  # noqa: F401  (module fixture)
 
 
 def latest_metadata(instance, *path):
@@ -62,6 +62,36 @@ def test_ml_assets_train_backtest_promote_and_forecast(steel, tmp_path):  # noqa
     # the production version (trained to 1 April) is saved; the day's forecast needed an earlier one
     assert len(artifacts) == 2 and all((settings.artifacts / "models" / "calendar").exists() for _ in artifacts)
     assert status.loc[status.model_id == "calendar", "last_predicted_ts"].iloc[0] == pd.Timestamp("2018-03-20 14:00", tz="UTC")
+
+
+def test_noise_after_the_issue_leaves_the_forecast_assets_issue_unchanged(steel, tmp_path):  # noqa: F811
+    """Two homes with the same warehouse, except that in the second every target value from
+    the day's issue on is noise: materialising ml/forecasts for that day (each model trained
+    there with the issue as cutoff) must store the same forecasts in both."""
+    day = date(2018, 3, 20)
+    issue = pd.Timestamp(day, tz=SEOUL).tz_convert("UTC").to_pydatetime()
+    stored = {}
+    for noisy in (False, True):
+        settings = make_settings(tmp_path / f"home_{noisy}")
+        settings.warehouse.parent.mkdir(parents=True)
+        shutil.copy2(steel.warehouse, settings.warehouse)
+        if noisy:
+            with duckdb.connect(str(settings.warehouse)) as con:
+                noise_after(con, issue)
+        assets = build_ml_assets(daily_partitions(load_config(CONFIG_DIR).site), AssetKey(["agg", "hourly"]),
+                                 config_with(*MODELS), settings)
+        forecasts = [a for a in assets if a.key.path[-1] == "forecasts"]
+        with instance_for_test() as instance:
+            assert materialize(forecasts, instance=instance, partition_key=day.isoformat(),
+                               resources={"warehouse": WarehouseResource(database=str(settings.warehouse))}).success
+        with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+            con.execute("SET TimeZone = 'UTC'")
+            stored[noisy] = con.execute("SELECT model_id, target_ts, issued_at, value FROM ml.forecasts ORDER BY ALL").fetchall()
+            stored[f"actual_{noisy}"] = con.execute("SELECT hour, sum FROM agg.hourly WHERE variable_id = ? AND hour >= ? "
+                                                    "ORDER BY hour LIMIT 24", [TARGET, issue]).fetchall()
+    assert stored["actual_True"] != stored["actual_False"]  # the day's actuals did change
+    assert len(stored[False]) == 24 * 4 and all(row[3] is not None for row in stored[False])
+    assert stored[True] == stored[False]
 
 
 def test_forecasts_asset_keeps_the_first_issue(steel, tmp_path):  # noqa: F811

@@ -435,6 +435,9 @@ class FeatureSpec(Strict):
     target_daily_lags: list[int] = Field(default_factory=list, description="target's local-day total k days earlier")
     exogenous: list[ExogenousSpec] = Field(default_factory=list)
     holidays_country: Country = Field(None, description="public holidays of this country (holidays package)")
+    off_holidays: list[str] | None = Field(
+        None, description="names (case-insensitive substrings) of the holidays, public or not, on which the plant "
+                          "stops: tou_period is light on Sundays and on these; default every public holiday")
 
 
 class IssueTime(Strict):
