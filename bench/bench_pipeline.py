@@ -80,26 +80,9 @@ def generate(path: Path, variables: int, days: int, seed: int = 7) -> int:
     Variable 0 is an ``Energia attiva`` counter (monotonic, kWh); the others are ``Potenza attiva``.
     Returns the number of data rows.
     """
-    rng = np.random.default_rng(seed)
     stamps = pd.date_range(START, periods=days * 1440, freq="min")  # local wall-clock time
-    n = len(stamps)
-    times = np.asarray(stamps.strftime("%H:%M:%S %d/%m/%Y"), dtype=object)
-    values = rng.random((n, variables)) * 100.0                      # kW
-    values[:, 0] = 1000.0 + np.cumsum(rng.random(n) * 0.05)           # kWh counter
-    # fixed 4 decimals with a decimal comma, built from integers (no per-value Python formatting)
-    scaled = np.round(values.ravel() * 10_000).astype(np.int64)
-    whole = pd.Series(scaled // 10_000).astype(str)
-    frac = pd.Series(scaled % 10_000).astype(str).str.zfill(4)
-    devices = np.array([f"meter{v:02d}" for v in range(variables)], dtype=object)
-    params = np.array(["Energia attiva"] + ["Potenza attiva"] * (variables - 1), dtype=object)
-    lines = (pd.Series(np.tile(devices + "," + params + ",", n)) + np.repeat(times, variables)
-             + ',"' + whole + "," + frac + '"')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write("Dispositivo,Parametro,Data,Valore\n")
-        handle.write("\n".join(lines.tolist()))
-        handle.write("\n")
-    return n * variables
+    write_reach(path, stamps, variables, np.random.default_rng(seed), 1000.0)
+    return len(stamps) * variables
 
 
 def window_for(days: int) -> tuple[datetime, datetime]:
@@ -424,17 +407,32 @@ def bemp_run(folder: Path, files: list[Path]) -> dict:
     t = time.perf_counter()
     with open(folder / "bemp_run.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-c", EVENT_TIMER], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        peak = 0
+        samples = []  # (epoch seconds, KiB)
         while proc.poll() is None:
-            peak = max(peak, tree_rss_kib(proc.pid))
+            samples.append((time.time(), tree_rss_kib(proc.pid)))
             time.sleep(0.2)
     seconds = time.perf_counter() - t
+    peak = max((kib for _, kib in samples), default=0)
     spent = json.loads(events.read_text()) if events.exists() else {"seconds": float("nan"), "events": 0}
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("raw.measurements", "raw.rejects", "clean.measurements", "agg.hourly")}
     return {"seconds": seconds, "exit": proc.returncode, "peak_mib": peak / 1024, "event_seconds": spent["seconds"],
-            "events": spent["events"], **counts}
+            "events": spent["events"], "steps": step_peaks(dagster_home, samples), **counts}
+
+
+def step_peaks(dagster_home: Path, samples: list[tuple[float, int]]) -> list[tuple[str, float, float]]:
+    """(step, seconds, peak RSS of the tree in MiB while it ran) for every step of every run
+    the instance holds, from Dagster's step stats and the RSS samples."""
+    from dagster import DagsterInstance
+    out = []
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        for record in reversed(instance.get_run_records()):
+            for step in instance.get_run_step_stats(record.dagster_run.run_id):
+                if step.start_time and step.end_time:
+                    inside = [kib for at, kib in samples if step.start_time <= at <= step.end_time]
+                    out.append((step.step_key, step.end_time - step.start_time, max(inside, default=0) / 1024))
+    return out
 
 
 def scale_run(args) -> None:
@@ -454,6 +452,8 @@ def scale_run(args) -> None:
               f"events {r['events']:,} in {r['event_seconds']:.1f}s ({r['event_seconds'] / r['seconds']:.0%}); "
               f"raw {r['raw.measurements']:,}, rejects {r['raw.rejects']:,}, clean {r['clean.measurements']:,}, "
               f"hourly {r['agg.hourly']:,}", flush=True)
+        for step, secs, mib in sorted(r["steps"], key=lambda x: -x[1])[:12]:
+            print(f"    {step:55s} {secs:7.1f}s  peak {mib:7,.0f} MiB", flush=True)
     print(f"\nMarkdown (`bemp run`, {args.variables} variables at one sample a minute, fresh instance and warehouse):\n")
     print("| backfill | files | rows | wall time (s) | rows/s | peak RSS, process tree (MiB) | events | event writing (s) | share |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import duckdb
+import pytest
 
 from bemp_assets.domain.parsing import partition_range
 from bemp_assets.domain.raw_ingest import day_groups, ingest_files
-from bemp_assets.domain.warehouse import KEYLESS_TABLES, prepare
+from bemp_assets.domain.warehouse import KEYLESS_TABLES, DuplicateKeys, prepare
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=timezone.utc)
 H = "Dispositivo,Parametro,Data,Valore"
@@ -88,3 +89,19 @@ def test_a_warehouse_with_the_old_keys_is_rebuilt_without_them(tmp_path):
         tables = {t for (t,) in con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
     assert rows == [("d1.p", 1.5, "a.csv", 2)]
     assert set(KEYLESS_TABLES) <= tables and not any(t.endswith("_keyed") for t in tables)
+
+
+def test_a_merge_that_would_leave_a_key_twice_is_rolled_back(config, tmp_path):
+    """Nothing enforces the key, so a row written behind the merge's back is caught at the next
+    merge over its span, which then commits nothing."""
+    source = config.source("reach_meters")
+    path = reach(tmp_path / "a.csv", ("10:00 01", "1,0"), ("10:01 01", "2,0"))
+    bounds = partition_range(config.site, NOW)
+    with prepare(duckdb.connect(str(tmp_path / "w.duckdb"))) as con:
+        ingest_files(con, [path], source, config, WINDOW, NOW, bounds)
+        con.execute("INSERT INTO raw.measurements SELECT * FROM raw.measurements WHERE value = 2.0")
+        later = reach(tmp_path / "b.csv", ("10:01 01", "2,5"))
+        with pytest.raises(DuplicateKeys, match=r"d1\.active_power at 2016-11-01 09:01:00\+0000 x2"):
+            ingest_files(con, [later], source, config, WINDOW, NOW, bounds)
+        assert con.execute("SELECT count(*), sum(value) FROM raw.measurements").fetchone() == (3, 5.0)
+        assert con.execute("SELECT count(*) FROM raw.revisions").fetchone()[0] == 0

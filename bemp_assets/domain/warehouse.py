@@ -325,9 +325,14 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
         report.rejects_in_files, report.rejects_new = _insert_rejects(con, source.name, parsed, now)
         if good:
             with temp_table(con, "merge_batch", _batch_sql(good), list(window)) as batch:
-                _count_merge(con, batch, window, report)
+                # raw is read only over the batch's own span: a year merged a month at a time
+                # then reads each month once, not the whole year twelve times
+                span = con.execute(f"SELECT min(ts), max(ts) FROM {batch}").fetchone()
+                if span[0] is not None:
+                    _count_merge(con, batch, span, report)
+                    _merge(con, batch, span, report, now)
+                    _verify_unique(con, batch, span)
                 report.outside_window = sum(p.rows for p in good) - report.rows_in_window - report.overlapping_rows
-                _merge(con, batch, window, report, now)
         if also is not None:  # a source's own table, committed together with raw (or not at all)
             also(con)
     return report
@@ -363,11 +368,11 @@ def _batch_sql(good: Sequence[ParsedFile]) -> str:
 
 
 def _stored() -> str:
-    """raw.measurements inside the window (``?`` twice): the merge never reads beyond it."""
-    return "(SELECT * FROM raw.measurements WHERE ts >= ? AND ts < ?)"
+    """raw.measurements inside a span (``?`` twice, both ends included): the merge never reads beyond it."""
+    return "(SELECT * FROM raw.measurements WHERE ts >= ? AND ts <= ?)"
 
 
-def _count_merge(con: duckdb.DuckDBPyConnection, batch: str, window: tuple[datetime, datetime],
+def _count_merge(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime],
                  report: IngestReport) -> None:
     """What the merge will do: keys in the batch, folded copies, new keys, changed values."""
     counts = con.execute(f"""
@@ -375,12 +380,12 @@ def _count_merge(con: duckdb.DuckDBPyConnection, batch: str, window: tuple[datet
                count(*) FILTER (WHERE m.variable_id IS NULL),
                count(*) FILTER (WHERE m.variable_id IS NOT NULL AND m.value <> b.value)
         FROM {batch} b LEFT JOIN {_stored()} m USING (variable_id, ts)
-    """, list(window)).fetchone()
+    """, list(span)).fetchone()
     report.rows_in_window, report.overlapping_rows, report.inserted, report.revised = map(int, counts)
     report.unchanged = report.rows_in_window - report.inserted - report.revised
 
 
-def _merge(con: duckdb.DuckDBPyConnection, batch: str, window: tuple[datetime, datetime],
+def _merge(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime],
            report: IngestReport, now: datetime) -> None:
     """Changed values logged and updated, new keys inserted by anti-join: each statement only
     when there is something to do (re-ingesting a stored file then writes nothing)."""
@@ -389,20 +394,37 @@ def _merge(con: duckdb.DuckDBPyConnection, batch: str, window: tuple[datetime, d
             INSERT INTO raw.revisions
             SELECT b.variable_id, b.ts, m.value, b.value, m.source_file, b.source_file, ?
             FROM {batch} b JOIN {_stored()} m USING (variable_id, ts) WHERE m.value <> b.value
-        """, [now, *window])
+        """, [now, *span])
         con.execute(f"""
             UPDATE raw.measurements m SET
                 value = b.value, source_file = b.source_file, source_line = b.line, ingested_at = ?
             FROM {batch} b
             WHERE m.variable_id = b.variable_id AND m.ts = b.ts AND m.value <> b.value
-              AND m.ts >= ? AND m.ts < ?
-        """, [now, *window])
+              AND m.ts >= ? AND m.ts <= ?
+        """, [now, *span])
     if report.inserted:
         con.execute(f"""
             INSERT INTO raw.measurements
             SELECT variable_id, ts, value, source_file, line, ? FROM {batch}
             ANTI JOIN {_stored()} USING (variable_id, ts)
-        """, [now, *window])
+        """, [now, *span])
+
+
+class DuplicateKeys(RuntimeError):
+    """raw.measurements would hold a key twice after a merge: the transaction is rolled back."""
+
+
+def _verify_unique(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime]) -> None:
+    """Check, before commit, that the batch's variables hold one row per key over its span (no
+    key is enforced, so the merge's guarantee is verified here, for the rows it touched)."""
+    repeated = con.execute(f"""
+        SELECT variable_id, ts, count(*) AS n FROM raw.measurements
+        WHERE ts >= ? AND ts <= ? AND variable_id IN (SELECT DISTINCT variable_id FROM {batch})
+        GROUP BY ALL HAVING count(*) > 1 ORDER BY variable_id, ts LIMIT 3
+    """, list(span)).fetchall()
+    if repeated:
+        shown = "; ".join(f"{v} at {ts:%Y-%m-%d %H:%M:%S%z} x{n}" for v, ts, n in repeated)
+        raise DuplicateKeys(f"raw.measurements would hold keys more than once (merge rolled back): {shown}")
 
 
 def _quote(text: str) -> str:
