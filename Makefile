@@ -29,6 +29,7 @@ install: $(BIN)/bemp
 run: install
 	$(BIN)/bemp seed-sample
 	$(BIN)/bemp run --with-reference-servers
+	$(BIN)/bemp planner run
 	$(BIN)/bemp models train
 
 test: install

@@ -154,3 +154,20 @@ def _assumed(raw: pd.DataFrame, fail) -> pd.Series:
     empty_assumed = pd.Series([any(raw.at[line, c] == "" for c in p) for line, p in parts.items()], index=parts.index, dtype=bool)
     fail("assumed_fields", "only columns that hold a value in this row (an empty cell is unknown, not assumed)")(empty_assumed)
     return parts
+
+
+def replace_all(con, table: str, frame: pd.DataFrame, columns: list[str], now, where: str = "TRUE") -> None:
+    """Replace the rows of ``table`` matching ``where`` with ``frame[columns]`` plus the write
+    time as last column, in one transaction (the comfort and planner snapshots are recomputed
+    whole; no key constraint is relied on)."""
+    con.register("replacement_rows", frame[columns])
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM {table} WHERE {where}")
+        con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)}, CAST(? AS TIMESTAMPTZ) FROM replacement_rows", [now])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("replacement_rows")

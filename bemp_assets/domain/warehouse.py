@@ -137,13 +137,15 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     import os
 
     from .alarms import ALARM_DDL
+    from .comfort import COMFORT_DDL
     from .live import LIVE_DDL
+    from .planner import PLANNER_DDL
 
     con.execute("SET TimeZone = 'UTC'")
     limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
     if limit:
         con.execute("SET memory_limit = ?", [limit])
-    con.execute(DDL + LIVE_DDL + ALARM_DDL)
+    con.execute(DDL + LIVE_DDL + ALARM_DDL + COMFORT_DDL + PLANNER_DDL)
     return con
 
 
