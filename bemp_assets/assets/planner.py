@@ -77,16 +77,18 @@ def build_planner_assets(config: BempConfig, settings: Settings) -> list[AssetsD
         })
 
     @asset(key=MODELS_KEY, deps=[CLUSTERS_KEY], **common, code_version=version,
-           description="planner.models: daily heating energy = intercept + slope x HDD (base planner.yaml) per "
-                       "building, own fit or the representative's scaled by heated area; R², CV(RMSE), days used.")
+           description="planner.models: daily heating energy = intercept + slope x HDD (base from planner.yaml, fixed "
+                       "or searched) per building, own fit or the representative's scaled by heated area; R², "
+                       "CV(RMSE), days used.")
     def models(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         registry = load_registry(registry_path(settings.config_dir))
         with warehouse.session() as con:
             days = planner.training_days(con, cfg.base_temperature, cfg.train_start, cfg.train_end)
             table = con.execute("SELECT * FROM planner.clusters").df()
-            frame = planner_model.assign_models(table, planner_model.fit_lines(days), registry, cfg.own_model_min_days)
-            planner_model.store_models(con, frame, cfg.base_temperature, datetime.now(timezone.utc))
-        shown = frame.round({"intercept": 1, "slope": 2, "r2": 3, "cv_rmse": 3, "scale": 3})
+            lines = planner_model.fit_with_base(days, planner_model.candidate_bases(cfg.base_temperature, cfg.base_temperature_search))
+            frame = planner_model.assign_models(table, lines, registry, cfg.own_model_min_days)
+            planner_model.store_models(con, frame, datetime.now(timezone.utc))
+        shown = frame.drop(columns=["reason"]).round({"intercept": 1, "slope": 2, "r2": 3, "cv_rmse": 3, "scale": 3})
         return MaterializeResult(metadata={
             "dagster/row_count": len(frame), "modelled": int(frame["method"].notna().sum()),
             "median_cv_rmse": float(frame["cv_rmse"].median()) if frame["cv_rmse"].notna().any() else None,
@@ -101,7 +103,7 @@ def build_planner_assets(config: BempConfig, settings: Settings) -> list[AssetsD
         with warehouse.session() as con:
             frame = con.execute("SELECT * FROM planner.models").df()
             after = cfg.train_end or con.execute("SELECT max(day) FROM planner.daily_demand WHERE valid").fetchall()[0][0]
-            plan = planner_model.forecast(frame, temperatures, after, cfg.horizon_days, cfg.base_temperature)
+            plan = planner_model.forecast(frame, temperatures, after, cfg.horizon_days)
             stored = planner_model.store_forecast(con, plan, datetime.now(timezone.utc))
         total = stored[stored["building_id"] == planner.TOTAL]
         context.log.info(f"forecast after {after}: {len(total)} days, total {total['demand_kwh'].sum():.0f} kWh")

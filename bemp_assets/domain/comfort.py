@@ -101,6 +101,8 @@ def evaluate(frame: pd.DataFrame, comfort: ComfortConfig) -> pd.DataFrame:
     """Add met, clo, vr, pmv, ppd, status, occupied and local_day to the hourly inputs."""
     local = pd.to_datetime(frame["local_hour"])
     out = frame.drop(columns=["local_hour"]).copy()
+    if out.empty:
+        return out.assign(met=[], clo=[], vr=[], pmv=[], ppd=[], status=[], occupied=[], local_day=[])
     winter = local.dt.month.isin(comfort.clothing.winter_months)
     out["met"] = comfort.metabolic_rate
     out["clo"] = np.where(winter, comfort.clothing.winter_clo, comfort.clothing.summer_clo)

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS planner.clusters (
 );
 CREATE TABLE IF NOT EXISTS planner.models (
     building_id VARCHAR NOT NULL, cluster INTEGER, method VARCHAR, model_building VARCHAR, scale DOUBLE,
-    intercept DOUBLE, slope DOUBLE, r2 DOUBLE, cv_rmse DOUBLE, n_days INTEGER, base_temperature DOUBLE NOT NULL,
+    intercept DOUBLE, slope DOUBLE, r2 DOUBLE, cv_rmse DOUBLE, n_days INTEGER, base_temperature DOUBLE,
     reason VARCHAR, computed_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS planner.forecast (

@@ -37,6 +37,9 @@ class ForecastSource(_Strict):
 
 class PlannerConfig(_Strict):
     base_temperature: float = Field(15.5, ge=0, le=30, description="°C, heating degree-day base")
+    # [min, max] °C: search the base per building by least squares, every 0.5 °C (as CalTRACK
+    # searches its balance point); unset: the fixed base_temperature
+    base_temperature_search: list[float] | None = Field(None, min_length=2, max_length=2)
     horizon_days: int = Field(7, ge=1, le=7)
     k_min: int = Field(3, ge=2)
     k_max: int = Field(7, le=12)
@@ -53,6 +56,9 @@ class PlannerConfig(_Strict):
     def _ranges(self) -> "PlannerConfig":
         if self.k_min > self.k_max:
             raise ValueError("k_min is above k_max")
+        search = self.base_temperature_search
+        if search and not 0 <= search[0] < search[1] <= 30:
+            raise ValueError("base_temperature_search must be [min, max] with 0 <= min < max <= 30")
         if self.train_start and self.train_end and self.train_start > self.train_end:
             raise ValueError("train_start is after train_end")
         return self

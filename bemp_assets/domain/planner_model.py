@@ -19,7 +19,7 @@ from .buildings import replace_all
 from .planner import TOTAL, hdd
 
 MODEL_COLUMNS = ["building_id", "cluster", "method", "model_building", "scale", "intercept", "slope", "r2",
-                 "cv_rmse", "n_days", "reason"]
+                 "cv_rmse", "n_days", "base_temperature", "reason"]
 
 
 def fit_lines(days: pd.DataFrame, x: str = "hdd", y: str = "energy_kwh", by: str = "building_id") -> pd.DataFrame:
@@ -33,10 +33,24 @@ def fit_lines(days: pd.DataFrame, x: str = "hdd", y: str = "energy_kwh", by: str
     intercept = (s["sy"] - slope * s["sx"]) / s["n"]
     sse = (syy_c - slope * sxy_c).clip(lower=0)
     mean = s["sy"] / s["n"]
-    return pd.DataFrame({"intercept": intercept, "slope": slope,
+    return pd.DataFrame({"intercept": intercept, "slope": slope, "sse": sse,
                          "r2": (1 - sse / syy_c).where(syy_c > 0),
                          "cv_rmse": (np.sqrt(sse / (s["n"] - 2)) / mean).where((s["n"] > 2) & (mean > 0)),
                          "n_days": s["n"].astype(int)})
+
+
+def fit_with_base(days: pd.DataFrame, bases: list[float]) -> pd.DataFrame:
+    """fit_lines per building for each candidate base temperature, keeping the base with the
+    least squared error (CalTRACK's balance-point search; one candidate: a fixed base)."""
+    fits = pd.concat([fit_lines(days.assign(hdd=hdd(days["temp_mean_c"], base))).assign(base_temperature=base)
+                      for base in bases])
+    best = fits.reset_index().sort_values(["building_id", "sse", "base_temperature"]).drop_duplicates("building_id")
+    return best.set_index("building_id")
+
+
+def candidate_bases(base: float, search: list[float] | None) -> list[float]:
+    """The configured base, or every 0.5 °C of the search range."""
+    return [base] if not search else list(np.arange(search[0], search[1] + 1e-9, 0.5))
 
 
 def assign_models(clusters: pd.DataFrame, lines: pd.DataFrame, registry: pd.DataFrame, own_min_days: int) -> pd.DataFrame:
@@ -53,7 +67,7 @@ def assign_models(clusters: pd.DataFrame, lines: pd.DataFrame, registry: pd.Data
     frame["model_building"] = np.where(own, frame["building_id"], np.where(scaled, frame["representative"], None))
     frame["scale"] = np.where(own, 1.0, np.where(scaled, scale, np.nan))
     fitted = lines.reindex(frame["model_building"]).reset_index(drop=True)
-    for column in ("intercept", "slope", "r2", "cv_rmse", "n_days"):
+    for column in ("intercept", "slope", "r2", "cv_rmse", "n_days", "base_temperature"):
         frame[column] = fitted[column].to_numpy()
     frame[["intercept", "slope"]] = frame[["intercept", "slope"]].mul(frame["scale"], axis=0)
     frame["reason"] = np.where(frame["method"].notna(), None, frame["reason"].fillna(
@@ -78,25 +92,25 @@ def read_forecast(source: str, text: str | None = None) -> pd.DataFrame:
     return pd.DataFrame({"day": day.dt.date, "temp_mean_c": temp}).drop_duplicates("day").sort_values("day")
 
 
-def forecast(models: pd.DataFrame, temperatures: pd.DataFrame, after: date, horizon_days: int, base: float) -> pd.DataFrame:
+def forecast(models: pd.DataFrame, temperatures: pd.DataFrame, after: date, horizon_days: int) -> pd.DataFrame:
     """Daily demand for the ``horizon_days`` days after ``after`` (those present in the
-    temperature forecast), per modelled building and in total (``building_id = TOTAL``).
-    A line that predicts below 0 is cut at 0."""
+    temperature forecast), per modelled building (HDD on its model's base temperature) and in
+    total (``building_id = TOTAL``, its hdd column the mean of the buildings'). A line that
+    predicts below 0 is cut at 0."""
     window = temperatures[(temperatures["day"] > after) & (temperatures["day"] <= after + timedelta(days=horizon_days))].copy()
     window["horizon"] = [(d - after).days for d in window["day"]]
-    window["hdd"] = hdd(window["temp_mean_c"], base)
     modelled = models[models["method"].notna()]
-    grid = modelled[["building_id", "method", "intercept", "slope"]].merge(window, how="cross")
+    grid = modelled[["building_id", "method", "intercept", "slope", "base_temperature"]].merge(window, how="cross")
+    grid["hdd"] = (grid["base_temperature"] - grid["temp_mean_c"]).clip(lower=0)
     grid["demand_kwh"] = (grid["intercept"] + grid["slope"] * grid["hdd"]).clip(lower=0)
     per_building = grid[["building_id", "day", "horizon", "temp_mean_c", "hdd", "demand_kwh", "method"]]
-    total = per_building.groupby(["day", "horizon", "temp_mean_c", "hdd"], as_index=False)["demand_kwh"].sum()
+    total = per_building.groupby(["day", "horizon", "temp_mean_c"], as_index=False).agg(hdd=("hdd", "mean"), demand_kwh=("demand_kwh", "sum"))
     total = total.assign(building_id=TOTAL, method=f"sum of {len(modelled)} buildings")
     return pd.concat([per_building, total[per_building.columns]], ignore_index=True)
 
 
-def store_models(con, models: pd.DataFrame, base: float, now) -> None:
-    replace_all(con, "planner.models", models.assign(base_temperature=base),
-                MODEL_COLUMNS[:-1] + ["base_temperature", "reason"], now)
+def store_models(con, models: pd.DataFrame, now) -> None:
+    replace_all(con, "planner.models", models, MODEL_COLUMNS, now)
 
 
 def store_forecast(con, plan: pd.DataFrame, now) -> pd.DataFrame:
@@ -104,6 +118,7 @@ def store_forecast(con, plan: pd.DataFrame, now) -> pd.DataFrame:
     warehouse has it (for the sample, the forecast days are measured too). The total's
     measured value is given only when every modelled building has a valid measured day."""
     measured = con.execute("SELECT building_id, day, energy_kwh AS measured_kwh FROM planner.daily_demand WHERE valid").df()
+    measured["day"] = pd.to_datetime(measured["day"]).dt.date
     plan = plan.merge(measured, on=["building_id", "day"], how="left")
     buildings = plan[plan["building_id"] != TOTAL]
     per_day = buildings.groupby("day")["measured_kwh"].agg(["sum", "count", "size"])
