@@ -68,8 +68,8 @@ def bemp_fixed(train, test, base=15.5):
 
 
 def bemp_search(train, test):
-    """The base temperature with the least in-sample squared error, 10..20 °C by 0.5."""
-    best = min(np.arange(10, 20.01, 0.5), key=lambda b: np.sum((train["energy_kwh"] - bemp_fixed(train, test, b)[0]) ** 2))
+    """The planner's own search (planner.yaml base_temperature_search: [10, 20]): least squares every 0.5 °C."""
+    best = planner_model.fit_with_base(train, planner_model.candidate_bases(15.5, [10, 20]))["base_temperature"].iloc[0]
     return bemp_fixed(train, test, best)
 
 
@@ -99,12 +99,15 @@ MODELS = {"bemp_hdd_15.5": bemp_fixed, "bemp_hdd_base_searched": bemp_search,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the per-building results here")
+    parser.add_argument("--without-opendsm", action="store_true", help="only the BEMP models (seconds instead of minutes)")
     args = parser.parse_args()
     days = load_days()
     rows = []
     for building, group in days.groupby("building_id"):
         train, test = split(group, TRAIN), split(group, TEST)
         for name, fit_predict in MODELS.items():
+            if args.without_opendsm and not name.startswith("bemp"):
+                continue
             started = time.perf_counter()
             fitted, predicted = fit_predict(train, test)
             rows.append({"building": building, "model": name, "train_days": len(train), "test_days": len(test),
