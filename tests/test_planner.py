@@ -172,3 +172,37 @@ def test_registry_edit_makes_planner_stale_and_export_writes_the_plan(tmp_path, 
     for day in days:
         total = next(float(r["demand_kwh"]) for r in rows if r["building_id"] == "TOTAL" and r["day"] == day)
         assert total == pytest.approx(sum(float(r["demand_kwh"]) for r in rows if r["day"] == day and r["building_id"] != "TOTAL"), abs=0.01)
+
+
+def test_forecast_temperatures_over_http_and_a_bad_line_named(tmp_path):
+    """The forecast source as a real HTTP server on localhost; a bad CSV line is named."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bemp_assets.assets.planner import _forecast_temperatures
+    from bemp_assets.domain.planner_config import ForecastSource, PlannerConfig
+
+    body = b"date,temp_mean_c\n2019-02-02,1.5\n2019-02-01,-0.5\n"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/forecast.csv"
+        cfg = PlannerConfig(forecast=ForecastSource(csv=None, url=url))
+        temps = _forecast_temperatures(cfg, Settings.from_env({"BEMP_HOME": str(tmp_path)}))
+    finally:
+        server.shutdown()
+    assert list(temps["day"]) == [date(2019, 2, 1), date(2019, 2, 2)] and list(temps["temp_mean_c"]) == [-0.5, 1.5]
+    bad = write_csv(tmp_path / "f.csv", "date,temp_mean_c\n2019-02-01,1\n2019-02-02,warm\n")
+    with pytest.raises(ValueError, match=r"f\.csv: line 3: expected date YYYY-MM-DD and a temperature"):
+        planner_model.read_forecast(str(bad))

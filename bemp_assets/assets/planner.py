@@ -42,6 +42,15 @@ def build_planner_assets(config: BempConfig, settings: Settings) -> list[AssetsD
     common = dict(group_name="planner", pool=WAREHOUSE_POOL, kinds={"duckdb"})
     version = planner_version(config, settings)
 
+    def versioned(key: AssetKey, upstream: AssetKey, description: str):
+        """The decorator of the assets that depend on the registry and planner.yaml."""
+        return asset(key=key, deps=[upstream], **common, code_version=version, description=description)
+
+    def registry_and_days(con):
+        """The registry (read at run time: the file the code version was computed from) and the valid training days."""
+        return (load_registry(registry_path(settings.config_dir)),
+                planner.training_days(con, cfg.base_temperature, cfg.train_start, cfg.train_end))
+
     @asset(key=MEASURED_KEY, **common, code_version=CODE,
            description="planner.daily_demand and planner.daily_temperature from the measured CSVs of planner.yaml "
                        "(sample: 15 Cambridge estates buildings, MIT); whole zero days on cold days stored as gaps.")
@@ -53,14 +62,13 @@ def build_planner_assets(config: BempConfig, settings: Settings) -> list[AssetsD
         return MaterializeResult(metadata={"dagster/row_count": counts["energy_stored"], **counts,
                                            "files": [str(energy), str(temps)]})
 
-    @asset(key=CLUSTERS_KEY, deps=[MEASURED_KEY], **common, code_version=version,
-           description="planner.clusters and planner.k_scores: k-means (k_min..k_max, best silhouette) on the "
-                       "registry's characteristics or, when they are incomplete, on measured-data features; "
-                       "PCA 2D plot; one representative per cluster.")
+    @versioned(CLUSTERS_KEY, MEASURED_KEY,
+               "planner.clusters and planner.k_scores: k-means (k_min..k_max, best silhouette) on the "
+               "registry's characteristics or, when they are incomplete, on measured-data features; "
+               "PCA 2D plot; one representative per cluster.")
     def clusters(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        registry = load_registry(registry_path(settings.config_dir))
         with warehouse.session() as con:
-            days = planner.training_days(con, cfg.base_temperature, cfg.train_start, cfg.train_end)
+            registry, days = registry_and_days(con)
             result = planner_cluster.build_clustering(registry, days, cfg.features, cfg.k_min, cfg.k_max, cfg.min_days, cfg.seed)
             planner_cluster.store(con, result, registry_version(registry_path(settings.config_dir)), datetime.now(timezone.utc))
         picture = planner_cluster.render_pca(result, settings.artifacts / "planner_clusters.png")
@@ -76,16 +84,16 @@ def build_planner_assets(config: BempConfig, settings: Settings) -> list[AssetsD
             "registry_version": registry_version(registry_path(settings.config_dir)),
         })
 
-    @asset(key=MODELS_KEY, deps=[CLUSTERS_KEY], **common, code_version=version,
-           description="planner.models: daily heating energy = intercept + slope x HDD (base from planner.yaml, fixed "
-                       "or searched) per building, own fit or the representative's scaled by heated area; R², "
-                       "CV(RMSE), days used.")
+    @versioned(MODELS_KEY, CLUSTERS_KEY,
+               "planner.models: daily heating energy = intercept + slope x HDD (base from planner.yaml, fixed "
+               "or searched) per building, own fit or the representative's scaled by heated area; R², "
+               "CV(RMSE), days used.")
     def models(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        registry = load_registry(registry_path(settings.config_dir))
+        bases = planner_model.candidate_bases(cfg.base_temperature, cfg.base_temperature_search)
         with warehouse.session() as con:
-            days = planner.training_days(con, cfg.base_temperature, cfg.train_start, cfg.train_end)
             table = con.execute("SELECT * FROM planner.clusters").df()
-            lines = planner_model.fit_with_base(days, planner_model.candidate_bases(cfg.base_temperature, cfg.base_temperature_search))
+            registry, days = registry_and_days(con)
+            lines = planner_model.fit_with_base(days, bases)
             frame = planner_model.assign_models(table, lines, registry, cfg.own_model_min_days)
             planner_model.store_models(con, frame, datetime.now(timezone.utc))
         shown = frame.drop(columns=["reason"]).round({"intercept": 1, "slope": 2, "r2": 3, "cv_rmse": 3, "scale": 3})
@@ -95,9 +103,9 @@ def build_planner_assets(config: BempConfig, settings: Settings) -> list[AssetsD
             "models": MetadataValue.md(shown.to_markdown(index=False)),
         })
 
-    @asset(key=FORECAST_KEY, deps=[MODELS_KEY], **common, code_version=version,
-           description="planner.forecast: daily heating demand 1..horizon_days ahead per building and in total "
-                       "(TOTAL) from the outdoor-temperature forecast (sample: measured temperature stands in).")
+    @versioned(FORECAST_KEY, MODELS_KEY,
+               "planner.forecast: daily heating demand 1..horizon_days ahead per building and in total "
+               "(TOTAL) from the outdoor-temperature forecast (sample: measured temperature stands in).")
     def forecast(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         temperatures = _forecast_temperatures(cfg, settings)
         with warehouse.session() as con:

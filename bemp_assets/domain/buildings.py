@@ -162,12 +162,18 @@ def replace_all(con, table: str, frame: pd.DataFrame, columns: list[str], now, w
     whole; no key constraint is relied on)."""
     con.register("replacement_rows", frame[columns])
     try:
-        con.execute("BEGIN TRANSACTION")
+        replace_with_query(con, table, f"SELECT {', '.join(columns)}, CAST(? AS TIMESTAMPTZ) FROM replacement_rows", [now], where)
+    finally:
+        con.unregister("replacement_rows")
+
+
+def replace_with_query(con, table: str, select: str, params: list, where: str = "TRUE") -> None:
+    """Delete the rows of ``table`` matching ``where`` and insert the rows of ``select``, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
         con.execute(f"DELETE FROM {table} WHERE {where}")
-        con.execute(f"INSERT INTO {table} SELECT {', '.join(columns)}, CAST(? AS TIMESTAMPTZ) FROM replacement_rows", [now])
+        con.execute(f"INSERT INTO {table} {select}", params)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.unregister("replacement_rows")

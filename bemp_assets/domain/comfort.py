@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .buildings import replace_all
+from .buildings import replace_all, replace_with_query
 from .comfort_config import ComfortConfig
 
 STATUSES = ("green", "yellow", "red", "outside_limits")
@@ -142,14 +142,7 @@ def rebuild_summary(con: duckdb.DuckDBPyConnection, period: str, now: datetime) 
             UNION ALL SELECT 'district', 'district', p, status, pmv, ppd FROM h)
         SELECT level, subject, p, count(*), {shares}, avg(pmv), avg(ppd), CAST(? AS TIMESTAMPTZ)
         FROM by_level GROUP BY level, subject, p"""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(f"DELETE FROM {table}")
-        con.execute(f"INSERT INTO {table} {select}", [now])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    replace_with_query(con, table, select, [now])
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
