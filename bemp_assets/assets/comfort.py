@@ -2,14 +2,14 @@
 The model is bemp_assets/domain/comfort.py (docs/buildings.md).
 
 Unpartitioned snapshots over the whole gateway history, recomputed in full (comfort.yaml may
-change every past hour); they follow agg/hourly through the automation condition.
+change every past hour). They carry no automation condition yet: the bemp_buildings job
+(`bemp planner run`, `make run`) refreshes them.
 """
 import base64
 from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from bemp_assets.automation import follows_upstream
 from bemp_assets.domain import comfort
 from bemp_assets.domain.config import BempConfig
 from bemp_assets.domain.settings import Settings
@@ -22,7 +22,7 @@ HOURLY_KEY = AssetKey(["comfort", "hourly"])
 
 def build_comfort_assets(hourly_key: AssetKey, config: BempConfig, settings: Settings) -> list[AssetsDefinition]:
     settings_comfort = config.comfort
-    common = dict(group_name="comfort", pool=WAREHOUSE_POOL, kinds={"duckdb"}, automation_condition=follows_upstream())
+    common = dict(group_name="comfort", pool=WAREHOUSE_POOL, kinds={"duckdb"})
 
     @asset(key=HOURLY_KEY, deps=[hourly_key], **common,
            description="comfort.hourly: ASHRAE 55 PMV/PPD (pythermalcomfort) per dwelling-hour from the gateways' "

@@ -117,6 +117,8 @@ def build_planner_assets(config: BempConfig, settings: Settings) -> list[AssetsD
         context.log.info(f"forecast after {after}: {len(total)} days, total {total['demand_kwh'].sum():.0f} kWh")
         return MaterializeResult(metadata={
             "dagster/row_count": len(stored), "issued_after": str(after), "days": len(total),
+            # where the forecast days are measured too (the sample): the total's mean absolute % error
+            "total_mape_vs_measured": _mape(total["demand_kwh"], total["measured_kwh"]),
             "total": MetadataValue.md(total[["day", "horizon", "temp_mean_c", "hdd", "demand_kwh", "measured_kwh"]]
                                       .round(1).to_markdown(index=False)),
             "forecast_source": cfg.forecast.url or str(_sample_path(settings, cfg.forecast.csv)),
@@ -131,3 +133,8 @@ def _forecast_temperatures(cfg, settings: Settings):
         response.raise_for_status()
         return planner_model.read_forecast(cfg.forecast.url, response.text)
     return planner_model.read_forecast(str(_sample_path(settings, cfg.forecast.csv)))
+
+
+def _mape(predicted, measured) -> float | None:
+    known = measured.notna() & (measured > 0)
+    return round(float(((predicted[known] - measured[known]).abs() / measured[known]).mean()), 4) if known.any() else None
