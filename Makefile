@@ -29,6 +29,7 @@ install: $(BIN)/bemp
 run: install
 	$(BIN)/bemp seed-sample
 	$(BIN)/bemp run --with-reference-servers
+	$(BIN)/bemp planner run
 	$(BIN)/bemp models train
 
 # two workers (this machine has two cores); a module's tests stay on one worker so its

@@ -328,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--out", required=True, help="CSV file to write; its folder must exist")
     _add_alarms_parser(sub)
     _add_model_parsers(sub)
+    from bemp_assets import cli_planner
+
+    cli_planner.add_parser(sub)
     return parser
 
 
@@ -401,6 +404,10 @@ def dispatch(args, settings: Settings) -> int:
         return export(settings, args.variable, args.start, args.end, args.layer, args.out)
     if args.command == "alarms":
         return alarms_command(args, settings)
+    if args.command == "planner":
+        from bemp_assets import cli_planner
+
+        return cli_planner.dispatch(args, settings)
     if args.command in ("models", "forecast"):
         from bemp_assets import cli_models
 

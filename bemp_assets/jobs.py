@@ -29,3 +29,13 @@ def build_status_job():
     """The unpartitioned ops snapshots: status board and heat map."""
     return define_asset_job(STATUS_JOB, selection=AssetSelection.groups("ops"),
                             description="Refresh the installation status board and the missing-data heat map.")
+
+
+BUILDINGS_JOB = "bemp_buildings"
+
+
+def build_buildings_job():
+    """Comfort (PMV/PPD shares) and the thermal demand planner, unpartitioned (docs/buildings.md)."""
+    return define_asset_job(BUILDINGS_JOB, selection=AssetSelection.groups("comfort", "planner"),
+                            description="Recompute comfort per dwelling, building and district, and re-process the "
+                                        "demand planner (clusters, HDD models, forecast) from the building registry.")

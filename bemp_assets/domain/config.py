@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .chains import FilterChain, Selector, check_static_conflicts
+from .comfort_config import ComfortConfig, ComfortSection
+from .planner_config import PlannerConfig, PlannerSection
 from .filters import DEFAULT_RESET_FRACTION
 
 Kind = Literal["instantaneous", "cumulative", "interval", "state"]
@@ -529,6 +531,8 @@ class BempConfig(Strict):
     gateways: list[GatewaySpec] = Field(default_factory=list)
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     forecasting: ForecastingConfig = Field(default_factory=ForecastingConfig)
+    comfort: ComfortConfig = Field(default_factory=ComfortConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
 
     def expected_variables(self) -> list[str]:
         """Sensors that must report: listed in commissioning, or registered on a gateway."""
@@ -557,6 +561,8 @@ SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "gateways": (GatewaysSection, False),
     "alarms": (AlarmsSection, False),
     "forecasting": (ForecastingSection, False),
+    "comfort": (ComfortSection, False),
+    "planner": (PlannerSection, False),
 }
 
 

@@ -135,13 +135,15 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     import os
 
     from .alarms import ALARM_DDL
+    from .comfort import COMFORT_DDL
     from .live import LIVE_DDL
+    from .planner import PLANNER_DDL
 
     con.execute("SET TimeZone = 'UTC'")
     limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
     if limit:
         con.execute("SET memory_limit = ?", [limit])
-    con.execute(DDL + LIVE_DDL + ALARM_DDL)
+    con.execute(DDL + LIVE_DDL + ALARM_DDL + COMFORT_DDL + PLANNER_DDL)
     drop_enforced_keys(con, DDL + LIVE_DDL)
     return con
 
