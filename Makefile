@@ -30,6 +30,7 @@ run: install
 	$(BIN)/bemp seed-sample
 	$(BIN)/bemp run --with-reference-servers
 	$(BIN)/bemp models train
+	$(BIN)/bemp report refresh
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--out", required=True, help="CSV file to write; its folder must exist")
     _add_alarms_parser(sub)
     _add_model_parsers(sub)
+    from bemp_assets import cli_report
+
+    cli_report.add_parsers(sub)
     return parser
 
 
@@ -384,6 +387,10 @@ def dispatch(args, settings: Settings) -> int:
         from bemp_assets import cli_models
 
         return cli_models.dispatch(args, settings)
+    if args.command in ("report", "lineage"):
+        from bemp_assets import cli_report
+
+        return cli_report.dispatch(args, settings)
     from bemp_assets.domain.summary import warehouse_summary
 
     print(warehouse_summary(settings.warehouse))

@@ -29,3 +29,12 @@ def build_status_job():
     """The unpartitioned ops snapshots: status board and heat map."""
     return define_asset_job(STATUS_JOB, selection=AssetSelection.groups("ops"),
                             description="Refresh the installation status board and the missing-data heat map.")
+
+
+KPI_JOB = "bemp_kpi"
+
+
+def build_kpi_job():
+    """The unpartitioned KPI and report layers, ending with the BI snapshot (`bemp report refresh`)."""
+    return define_asset_job(KPI_JOB, selection=AssetSelection.groups("kpi", "report"),
+                            description="Rebuild the KPI tables and reports, export them, and publish the BI snapshot.")

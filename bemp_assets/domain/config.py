@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .chains import FilterChain, Selector, check_static_conflicts
 from .filters import DEFAULT_RESET_FRACTION
+from .kpi_config import KpisConfig, KpisSection
 
 Kind = Literal["instantaneous", "cumulative", "interval", "state"]
 SLUG = r"^[a-z][a-z0-9_]*$"
@@ -526,6 +527,7 @@ class BempConfig(Strict):
     gateways: list[GatewaySpec] = Field(default_factory=list)
     alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     forecasting: ForecastingConfig = Field(default_factory=ForecastingConfig)
+    kpis: KpisConfig = Field(default_factory=KpisConfig)
 
     def expected_variables(self) -> list[str]:
         """Sensors that must report: listed in commissioning, or registered on a gateway."""
@@ -554,6 +556,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "gateways": (GatewaysSection, False),
     "alarms": (AlarmsSection, False),
     "forecasting": (ForecastingSection, False),
+    "kpis": (KpisSection, False),
 }
 
 

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS meta.source_files (
     last_line INTEGER, first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ, hashed_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS kpi.energy_daily_inputs (
     site VARCHAR, day DATE NOT NULL, category VARCHAR, carrier VARCHAR NOT NULL, variable_id VARCHAR NOT NULL,
-    method VARCHAR NOT NULL, energy_kwh DOUBLE, cost DOUBLE, coverage DOUBLE, hours INTEGER,
+    method VARCHAR NOT NULL, energy_kwh DOUBLE, cost DOUBLE, currency VARCHAR, coverage DOUBLE, hours INTEGER,
     blocked BOOLEAN, excluded_hours INTEGER, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS kpi.energy_daily (
     site VARCHAR, day DATE NOT NULL, category VARCHAR, carrier VARCHAR NOT NULL, energy_kwh DOUBLE,
@@ -62,6 +62,10 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     """Delete the rows of ``table`` matching ``where`` and insert ``frame`` (its columns by name,
     missing ones NULL), in one transaction. Returns the rows inserted."""
     columns = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
+    if not len(frame.columns):
+        with transaction(con):
+            con.execute(f"DELETE FROM {table} WHERE {where}", params or [])
+        return 0
     select = ", ".join(f'"{c}"' if c in frame.columns else f'NULL AS "{c}"' for c in columns)
     con.register("_replacement", frame)
     try:
@@ -71,3 +75,12 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     finally:
         con.unregister("_replacement")
     return len(frame)
+
+
+def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
+    """A KPI table as a frame, DATE columns as python dates (what the builders join on)."""
+    frame = con.execute(f"SELECT * FROM {table}").df()
+    for column in ("day", "period_start"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column]).dt.date
+    return frame
