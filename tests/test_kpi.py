@@ -279,3 +279,16 @@ def test_a_bi_reader_holding_the_snapshot_during_a_run(home):
     reader.close()
     with duckdb.connect(str(path), read_only=True) as fresh:
         assert fresh.execute("SELECT max(published_at) FROM bi.snapshot_info").fetchall()[0][0] > before
+
+
+def test_the_documented_lineage_sql_over_the_snapshot(home):
+    from .conftest import ROOT
+
+    text = (ROOT / "docs" / "bi.md").read_text(encoding="utf-8")
+    sql = text.split("## Lineage in SQL", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    lines = [line for line, start, _ in steel_rows() if start.date() == date(2018, 3, 14)]
+    with duckdb.connect(str(snapshot_path(home.home / "bi")), read_only=True) as con:
+        rows = con.execute(sql).fetchall()
+    steel = [r for r in rows if r[1] == f"{STEEL}/electricity"]
+    assert [(r[5], r[7], r[9], r[10], r[11]) for r in steel] == [
+        (f"{STEEL}.active_energy", "Steel_industry_data.csv", 96, min(lines), max(lines))]

@@ -24,6 +24,12 @@ def table_metadata(con, table: str, rows: int, **extra) -> dict:
             "dagster/column_schema": column_schema(con.execute(f"DESCRIBE {table}").fetchall()), **extra}
 
 
+def rebuild(warehouse: WarehouseResource, table: str, refresh) -> MaterializeResult:
+    """Run ``refresh(con)`` (returns the rows written to ``table``) and describe the table."""
+    with warehouse.session() as con:
+        return MaterializeResult(metadata=table_metadata(con, table, refresh(con)))
+
+
 def build_kpi_assets(hourly: AssetKey, ipanel: list[AssetKey], config: BempConfig,
                      settings: Settings) -> list[AssetsDefinition]:
     common = dict(group_name="kpi", pool=WAREHOUSE_POOL, kinds={"duckdb"}, automation_condition=follows_upstream())
@@ -42,17 +48,13 @@ def build_kpi_assets(hourly: AssetKey, ipanel: list[AssetKey], config: BempConfi
            description="kpi.intensity: energy and cost per ton (production series), per EUR and per heated m2 "
                        "(building registry), daily and monthly, with the coverage of numerator and denominator.")
     def intensity(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        with warehouse.session() as con:
-            rows = kpi_jobs.refresh_intensity(con, config, settings.config_dir)
-            return MaterializeResult(metadata=table_metadata(con, "kpi.intensity", rows))
+        return rebuild(warehouse, "kpi.intensity", lambda con: kpi_jobs.refresh_intensity(con, config, settings.config_dir))
 
     @asset(key=EBUS_KEY, deps=ipanel, **common,
            description="kpi.ebus_monthly: per vehicle and for the fleet, by month and year: km, traction/auxiliary/"
                        "total kWh, kWh/km, regeneration share, charges, charger energy, CO2 avoided against a diesel bus.")
     def ebus_monthly(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        with warehouse.session() as con:
-            rows = kpi_jobs.refresh_ebus(con, config)
-            return MaterializeResult(metadata=table_metadata(con, "kpi.ebus_monthly", rows))
+        return rebuild(warehouse, "kpi.ebus_monthly", lambda con: kpi_jobs.refresh_ebus(con, config))
 
     @asset(key=MEASURES_KEY, deps=[ENERGY_KEY, INTENSITY_KEY, EBUS_KEY], **common,
            description="kpi.definitions, kpi.measures (every KPI value in one long table: kpi_id, resource_id, period, "
@@ -87,8 +89,6 @@ def build_report_assets(config: BempConfig, settings: Settings) -> list[AssetsDe
            description="report.category_summary: sums and daily means of energy, CO2 and cost per month and year, "
                        "grouped by site, site and category, site and carrier.")
     def category_summary(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        with warehouse.session() as con:
-            rows = kpi_jobs.refresh_category_summary(con, config)
-            return MaterializeResult(metadata=table_metadata(con, "report.category_summary", rows))
+        return rebuild(warehouse, "report.category_summary", lambda con: kpi_jobs.refresh_category_summary(con, config))
 
     return [day_by_month, category_summary]

@@ -24,13 +24,13 @@ WITH inputs AS (
     WHERE m.kpi_id = $kpi AND m.period_start = $day AND ($resource IS NULL OR m.resource_id = $resource)
 ),
 clean AS (
-    SELECT i.kpi_id, i.resource_id, i.variable_id, count(c.ts) AS clean_rows
+    SELECT i.kpi_id, i.resource_id, i.period, i.variable_id, count(c.ts) AS clean_rows
     FROM inputs i LEFT JOIN clean.measurements c
       ON c.variable_id = i.variable_id AND c.ts >= i.window_start AND c.ts < i.window_end
     GROUP BY ALL
 ),
 raw AS (
-    SELECT i.kpi_id, i.resource_id, i.variable_id, r.source_file, count(*) AS raw_rows,
+    SELECT i.kpi_id, i.resource_id, i.period, i.variable_id, r.source_file, count(*) AS raw_rows,
            min(r.source_line) AS first_line, max(r.source_line) AS last_line, min(r.ts) AS first_ts, max(r.ts) AS last_ts
     FROM inputs i JOIN raw.measurements r
       ON r.variable_id = i.variable_id AND r.ts >= i.window_start AND r.ts < i.window_end
@@ -39,10 +39,10 @@ raw AS (
 SELECT i.kpi_id, i.resource_id, i.period, i.period_start, i.value, i.unit, i.variable_id, i.endpoint,
        i.window_start, i.window_end, c.clean_rows, r.source_file, f.sha256, r.raw_rows, r.first_line, r.last_line,
        r.first_ts, r.last_ts
-FROM inputs i LEFT JOIN clean c USING (kpi_id, resource_id, variable_id)
-LEFT JOIN raw r USING (kpi_id, resource_id, variable_id)
+FROM inputs i LEFT JOIN clean c USING (kpi_id, resource_id, period, variable_id)
+LEFT JOIN raw r USING (kpi_id, resource_id, period, variable_id)
 LEFT JOIN meta.source_files f ON f.source_file = r.source_file
-ORDER BY i.resource_id, i.variable_id NULLS LAST, r.first_line
+ORDER BY i.resource_id, i.period, i.variable_id NULLS LAST, r.first_line
 """
 
 ENDPOINT_ROWS = {"ipanel:trips": "raw.ipanel_trips", "ipanel:charges": "raw.ipanel_charges"}
