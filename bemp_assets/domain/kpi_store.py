@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS kpi.energy_daily_inputs (
     site VARCHAR, day DATE NOT NULL, category VARCHAR, carrier VARCHAR NOT NULL, variable_id VARCHAR NOT NULL,
     method VARCHAR NOT NULL, energy_kwh DOUBLE, cost DOUBLE, currency VARCHAR, coverage DOUBLE, hours INTEGER,
     blocked BOOLEAN, excluded_hours INTEGER, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ);
+-- warehouses built by the first KPI version gain the column in place
+ALTER TABLE kpi.energy_daily_inputs ADD COLUMN IF NOT EXISTS currency VARCHAR;
 CREATE TABLE IF NOT EXISTS kpi.energy_daily (
     site VARCHAR, day DATE NOT NULL, category VARCHAR, carrier VARCHAR NOT NULL, energy_kwh DOUBLE,
     primary_energy_kwh DOUBLE, co2_t DOUBLE, cost DOUBLE, currency VARCHAR, cost_eur DOUBLE, coverage DOUBLE,
