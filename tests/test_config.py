@@ -46,7 +46,7 @@ def test_wrong_type_and_bad_enum(tmp_path):
         load_config(folder)
     message = str(err.value)
     assert "sources.yaml: key 'sources[0].expected_interval'" in message and "'soon'" in message
-    assert "sources[2].format" in message and "'reach' or 'wide'" in message
+    assert "sources[3].format" in message and "'reach' or 'wide'" in message
 
 
 def test_missing_field_and_wide_without_columns(tmp_path):
