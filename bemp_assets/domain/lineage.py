@@ -97,7 +97,14 @@ def format_lineage(chain: pd.DataFrame) -> str:
                 lines.append(f"  endpoint {endpoint} {window}: {int(sources['raw_rows'].iloc[0])} raw records")
                 continue
             lines.append(f"  variable {variable} {window}: {int(clean_rows)} clean rows")
-            for s in sources.dropna(subset=["source_file"]).itertuples():
-                lines.append(f"    raw {int(s.raw_rows)} rows from {s.source_file} lines {int(s.first_line)}..{int(s.last_line)}"
-                             f" (sha256 {s.sha256 or 'not in the inbox'})")
+            lines += [f"    raw {int(s.raw_rows)} rows from {source_text(s)}" for s in
+                      sources.dropna(subset=["source_file"]).itertuples()]
     return "\n".join(lines)
+
+
+def source_text(row) -> str:
+    """A file with its line range and hash, or an API endpoint with its time range."""
+    if ":/" in row.source_file:  # HTTP sources name their endpoint (docs/warehouse.md)
+        return f"endpoint {row.source_file}, {pd.Timestamp(row.first_ts):%Y-%m-%d %H:%M} .. {pd.Timestamp(row.last_ts):%Y-%m-%d %H:%M} UTC"
+    return (f"{row.source_file} lines {int(row.first_line)}..{int(row.last_line)} "
+            f"(sha256 {row.sha256 or 'not in the inbox'})")
