@@ -294,3 +294,9 @@ def test_the_documented_lineage_sql_over_the_snapshot(home):
     steel = [r for r in rows if r[1] == f"{STEEL}/electricity"]
     assert [(r[5], r[7], r[9], r[10], r[11]) for r in steel] == [
         (f"{STEEL}.active_energy", "Steel_industry_data.csv", 96, min(lines), max(lines))]
+
+
+def test_power_is_not_counted_where_the_device_has_an_energy_counter(home):
+    methods = dict(query(home, "SELECT variable_id, any_value(method) FROM kpi.energy_daily_inputs GROUP BY 1"))
+    assert f"{GRID_METER}.active_power" in {r[0] for r in query(home, "SELECT variable_id FROM meta.variables")}
+    assert f"{GRID_METER}.active_power" not in methods and methods[f"{GRID_METER}.active_energy"] == "interval"
