@@ -31,6 +31,7 @@ run: install
 	$(BIN)/bemp run --with-reference-servers
 	$(BIN)/bemp planner run
 	$(BIN)/bemp models train
+	$(BIN)/bemp report refresh
 
 # two workers (this machine has two cores); a module's tests stay on one worker so its
 # module-scoped warehouse is built once; the slowest tests are listed for CI's record

@@ -331,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bemp_assets import cli_planner
 
     cli_planner.add_parser(sub)
+
+    from bemp_assets import cli_report
+
+    cli_report.add_parsers(sub)
     return parser
 
 
@@ -412,6 +416,10 @@ def dispatch(args, settings: Settings) -> int:
         from bemp_assets import cli_models
 
         return cli_models.dispatch(args, settings)
+    if args.command in ("report", "lineage"):
+        from bemp_assets import cli_report
+
+        return cli_report.dispatch(args, settings)
     from bemp_assets.domain.summary import warehouse_summary
 
     print(warehouse_summary(settings.warehouse))

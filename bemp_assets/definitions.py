@@ -7,15 +7,17 @@ from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.alarms import build_alarm_assets, build_notifiers
 from bemp_assets.assets.clean import build_clean_asset
 from bemp_assets.assets.comfort import build_comfort_assets
+from bemp_assets.assets.kpi import build_kpi_assets, build_report_assets
 from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
 from bemp_assets.assets.ml import build_ml_assets, build_ml_triggers
 from bemp_assets.assets.ops import build_ops_assets
 from bemp_assets.assets.planner import build_planner_assets
 from bemp_assets.assets.raw import build_raw_assets
+from bemp_assets.assets.report import build_snapshot_asset
 from bemp_assets.automation import build_automation_sensor
 from bemp_assets.domain.config import load_config
 from bemp_assets.domain.settings import Settings
-from bemp_assets.jobs import build_buildings_job, build_live_job, build_pipeline_job, build_status_job
+from bemp_assets.jobs import build_buildings_job, build_kpi_job, build_live_job, build_pipeline_job, build_status_job
 from bemp_assets.partitions import daily_partitions
 from resources import CsvInboxResource, GatewayClient, IPanelClient, WarehouseResource
 from schedules import build_daily_schedule, build_live_repoll_schedule
@@ -42,13 +44,18 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
                                       config, settings)
     alarms_job = build_alarms_job()
     buildings = [*build_comfort_assets(aggregates[0].key, config, settings), *build_planner_assets(config, settings)]
-    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *ml, *alarm_assets, *buildings]
+    hourly = next(a.key for a in aggregates if a.key.path[-1] == "hourly")
+    kpis = build_kpi_assets(hourly, [k for k in live_keys if k.path[-1] in ("ipanel_trips", "ipanel_charges")], config, settings)
+    reports = build_report_assets(config, settings)
+    snapshot = build_snapshot_asset([*(a.key for a in aggregates), *forecasts, *(k for a in alarm_assets for k in a.keys),
+                                     *(a.key for a in kpis + reports), *(k for a in buildings for k in a.keys)], settings)
+    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *ml, *alarm_assets, *buildings, *kpis, *reports, snapshot]
     # runs name their assets, so the automation sees what a run materialised (automation.py)
     downstream = [clean.key, *(a.key for a in aggregates)]
     pipeline_assets, live_assets = [*(a.key for a in csv_raw), *downstream], [*live_keys, *downstream]
     return Definitions(
         assets=assets,
-        jobs=[pipeline, live, status, ml_train, ml_forecast, alarms_job, build_buildings_job()],
+        jobs=[pipeline, live, status, ml_train, ml_forecast, alarms_job, build_buildings_job(), build_kpi_job()],
         schedules=[build_daily_schedule(pipeline, partitions, pipeline_assets),
                    build_live_repoll_schedule(live, partitions, config, live_assets), ml_weekly, ml_daily,
                    build_alarms_schedule(alarms_job, config.alarms.evaluate_every_minutes, [a.key for a in alarm_assets])],

@@ -39,3 +39,12 @@ def build_buildings_job():
     return define_asset_job(BUILDINGS_JOB, selection=AssetSelection.groups("comfort", "planner"),
                             description="Recompute comfort per dwelling, building and district, and re-process the "
                                         "demand planner (clusters, HDD models, forecast) from the building registry.")
+
+
+KPI_JOB = "bemp_kpi"
+
+
+def build_kpi_job():
+    """The unpartitioned KPI and report layers, ending with the BI snapshot (`bemp report refresh`)."""
+    return define_asset_job(KPI_JOB, selection=AssetSelection.groups("kpi", "report"),
+                            description="Rebuild the KPI tables and reports, export them, and publish the BI snapshot.")

@@ -16,7 +16,7 @@ def copy_config(tmp_path):
 
 def test_repository_config_loads(config):
     assert config.site.timezone == "Europe/Rome"
-    assert [s.name for s in config.sources] == ["steel_plant", "reach_residential", "reach_meters"]
+    assert [s.name for s in config.sources] == ["steel_plant", "steel_production", "reach_residential", "reach_meters"]
     steel = config.source("steel_plant")
     assert steel.expected_interval == 900 and steel.timestamp.label == "end"
     assert config.timezone_of(config.source("reach_meters")) == "Europe/Rome"
@@ -46,7 +46,7 @@ def test_wrong_type_and_bad_enum(tmp_path):
         load_config(folder)
     message = str(err.value)
     assert "sources.yaml: key 'sources[0].expected_interval'" in message and "'soon'" in message
-    assert "sources[2].format" in message and "'reach' or 'wide'" in message
+    assert "sources[3].format" in message and "'reach' or 'wide'" in message
 
 
 def test_missing_field_and_wide_without_columns(tmp_path):

@@ -119,7 +119,7 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     keys = set(graph.get_all_asset_keys())
-    assert keys == {AssetKey(["raw", "steel_plant"]), AssetKey(["raw", "reach_residential"]), AssetKey(["raw", "reach_meters"]),
+    assert keys == {AssetKey(["raw", "steel_plant"]), AssetKey(["raw", "steel_production"]), AssetKey(["raw", "reach_residential"]), AssetKey(["raw", "reach_meters"]),
                     AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"]), AssetKey(["agg", "daily"]),
                     AssetKey(["ops", "installation_status"]), AssetKey(["ops", "coverage_heatmap"]),
                     AssetKey(["raw", "gateway_measurements"]), AssetKey(["raw", "ipanel_trips"]),
@@ -127,8 +127,10 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
                     AssetKey(["alarms", "events"]), AssetKey(["alarms", "notifications"]),
                     *(AssetKey(["ml", n]) for n in ("features", "models", "tpot_models", "backtests", "forecasts")),
                     *(AssetKey(["comfort", n]) for n in ("hourly", "daily", "monthly")),
-                    *(AssetKey(["planner", n]) for n in ("measured_demand", "clusters", "models", "forecast"))}
-    partitioned = {k for k in keys if k.path[0] not in ("ops", "ml", "alarms", "comfort", "planner")} | {AssetKey(["ml", "forecasts"])}
+                    *(AssetKey(["planner", n]) for n in ("measured_demand", "clusters", "models", "forecast")),
+                    *(AssetKey(["kpi", n]) for n in ("energy_daily", "intensity", "ebus_monthly", "measures")),
+                    *(AssetKey(["report", n]) for n in ("day_by_month", "category_summary", "bi_snapshot"))}
+    partitioned = {k for k in keys if k.path[0] not in ("ops", "ml", "alarms", "comfort", "planner", "kpi", "report")} | {AssetKey(["ml", "forecasts"])}
     for key in keys:
         node = graph.get(key)
         assert node.group_name == key.path[0]

@@ -22,6 +22,7 @@ from .chains import FilterChain, Selector, check_static_conflicts
 from .comfort_config import ComfortConfig, ComfortSection
 from .planner_config import PlannerConfig, PlannerSection
 from .filters import DEFAULT_RESET_FRACTION
+from .kpi_config import KpisConfig, KpisSection
 
 Kind = Literal["instantaneous", "cumulative", "interval", "state"]
 SLUG = r"^[a-z][a-z0-9_]*$"
@@ -533,6 +534,7 @@ class BempConfig(Strict):
     forecasting: ForecastingConfig = Field(default_factory=ForecastingConfig)
     comfort: ComfortConfig = Field(default_factory=ComfortConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    kpis: KpisConfig = Field(default_factory=KpisConfig)
 
     def expected_variables(self) -> list[str]:
         """Sensors that must report: listed in commissioning, or registered on a gateway."""
@@ -563,6 +565,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], bool]] = {
     "forecasting": (ForecastingSection, False),
     "comfort": (ComfortSection, False),
     "planner": (PlannerSection, False),
+    "kpis": (KpisSection, False),
 }
 
 

@@ -136,6 +136,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 
     from .alarms import ALARM_DDL
     from .comfort import COMFORT_DDL
+    from .kpi_store import KPI_DDL
     from .live import LIVE_DDL
     from .planner import PLANNER_DDL
 
@@ -143,7 +144,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
     if limit:
         con.execute("SET memory_limit = ?", [limit])
-    con.execute(DDL + LIVE_DDL + ALARM_DDL + COMFORT_DDL + PLANNER_DDL)
+    con.execute(DDL + LIVE_DDL + ALARM_DDL + COMFORT_DDL + PLANNER_DDL + KPI_DDL)
     drop_enforced_keys(con, DDL + LIVE_DDL)
     return con
 
