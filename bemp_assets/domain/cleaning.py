@@ -20,7 +20,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import transaction
+from .warehouse import transaction, upsert
 
 @dataclass
 class CleanReport:
@@ -118,7 +118,8 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     with transaction(con):
         _write_window(con, start, end, report)
         con.register("_profiles", profiles)
-        con.execute("INSERT OR REPLACE INTO meta.clean_variables SELECT * FROM _profiles")
+        # no key constraint (DuckLake has none): rows that changed are replaced (warehouse.upsert)
+        upsert(con, "meta.clean_variables", "_profiles", ["variable_id"], ignore=["updated_at"])
         con.unregister("_profiles")
     report.rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
     con.execute("DROP TABLE _clean_new")
