@@ -1,7 +1,7 @@
 """The one Definitions of BEMP, assembled explicitly from the layer modules."""
 from __future__ import annotations
 
-from dagster import Definitions, EnvVar, in_process_executor, multi_or_in_process_executor
+from dagster import Definitions, EnvVar
 
 from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.alarms import build_alarm_assets, build_notifiers
@@ -14,6 +14,7 @@ from bemp_assets.automation import build_automation_sensor
 from bemp_assets.domain.config import load_config
 from bemp_assets.domain.lake import LakeTarget
 from bemp_assets.domain.settings import Settings
+from bemp_assets.executor import build_executor
 from bemp_assets.jobs import build_live_job, build_pipeline_job, build_status_job
 from bemp_assets.partitions import daily_partitions
 from resources import CsvInboxResource, GatewayClient, IPanelClient, WarehouseResource
@@ -58,11 +59,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             build_run_hygiene_sensor(),
             ml_drift,
         ],
-        # embedded file: every warehouse step holds the one `duckdb` pool slot, so steps run one
-        # at a time anyway: one process per run keeps them cheap and gives run hygiene one pid
-        # to watch. DuckLake: many writers, so a run's independent steps run in parallel processes
-        # (run config `execution: {config: {in_process: {}}}` keeps them in one, as `bemp run` does)
-        executor=multi_or_in_process_executor if lake else in_process_executor,
+        # in-process on the embedded file (one writer); parallel on DuckLake (bemp_assets/executor.py)
+        executor=build_executor(lake),
         resources={
             "warehouse": WarehouseResource(database=str(settings.warehouse),
                                            lake_data_path=settings.warehouse.data_path if lake else ""),

@@ -68,9 +68,9 @@ def instance_yaml(postgres_url: str, max_concurrent_runs: int = 4) -> dict:
     ``max_concurrent_runs`` at a time, no one-writer pool limit (DuckLake takes many writers)."""
     return {
         "storage": {"postgres": {"postgres_url": postgres_url}},
-        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
-                            "config": {"max_concurrent_runs": max_concurrent_runs}},
-        "concurrency": {"pools": {"granularity": "op", "default_limit": 16}},
+        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"},
+        "concurrency": {"runs": {"max_concurrent_runs": max_concurrent_runs},
+                        "pools": {"granularity": "op", "default_limit": 16}},
         "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "poll_interval_seconds": 30,
                            "free_slots_after_run_end_seconds": 60},
         "python_logs": {"python_log_level": "INFO"},
