@@ -48,7 +48,7 @@ class EmbeddedPostgres:
     def url(self, name: str) -> str:
         """``postgresql://`` URL of database ``name`` (for dagster-postgres)."""
         self.database(name)
-        return f"postgresql://postgres@/{name}?host={self.socket_dir}"
+        return f"postgresql+psycopg2://postgres@/{name}?host={self.socket_dir}"
 
     def stop(self) -> None:
         self.server.cleanup()
