@@ -41,7 +41,9 @@ ROME, UTC = ZoneInfo("Europe/Rome"), timezone.utc
 
 
 def fingerprint(con) -> dict[str, tuple]:
-    """Per table of the warehouse: (rows, sum of row hashes, sum of each numeric column)."""
+    """Per table of the warehouse: (rows, sum of the hashes of its rows' exact columns, sum of
+    each numeric column). Floating columns are summed, not hashed: an aggregate of doubles may
+    differ in its last bit with the order rows are scanned in (measured: 4e-16 relative)."""
     tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                          "WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2").fetchall()
     prints = {}
@@ -49,7 +51,7 @@ def fingerprint(con) -> dict[str, tuple]:
         name = f"{schema}.{table}"
         columns = [(c, t) for c, t in con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {name})").fetchall()
                    if c not in BOOKKEEPING]
-        content = ", ".join(f'"{c}"' for c, _ in columns)
+        content = ", ".join(f'"{c}"' for c, t in columns if t not in ("DOUBLE", "FLOAT")) or "NULL"
         sums = [f'round(sum("{c}"), 6)' for c, t in columns if t in NUMERIC]
         prints[name] = con.execute(f"SELECT count(*), sum(hash({content})), {', '.join(sums) or 'NULL'} FROM {name}").fetchone()
     return prints
@@ -130,7 +132,8 @@ def test_every_table_equals_the_embedded_run(embedded, lake):
     with connect(lake["settings"].warehouse, read_only=True) as con:
         got = fingerprint(con)
     assert set(got) - {"meta.write_claims"} == set(expected) - {"meta.write_claims"}
-    differing = {t: (expected[t], got[t]) for t in expected if t != "meta.write_claims" and expected[t] != got[t]}
+    differing = {t: (expected[t], got[t]) for t in expected
+                 if t != "meta.write_claims" and got[t] != pytest.approx(expected[t], rel=1e-12, nan_ok=True)}
     assert differing == {}
     # and not vacuous: the layers hold the runs' data
     for table in ("raw.measurements", "clean.measurements", "agg.hourly", "agg.daily", "raw.gateway_measurements",
