@@ -80,21 +80,17 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
     steps in its process (in-process executor, chosen by run config).
     """
     from dagster import DagsterInstance
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from bemp_assets.jobs import PIPELINE_JOB, STATUS_JOB
-    from bemp_assets.launch import code_location, create_run, execute
+    from bemp_assets.domain.lake import is_lake
+    from bemp_assets.jobs import PIPELINE_JOB
+    from bemp_assets.launch import code_location
     from bemp_assets.runs import reap_dead_runs
-    from schedules.alarms import ALARMS_JOB
 
     job_name = job_name or PIPELINE_JOB
     spans = _run_spans(settings, start, end, job_name)
     instance = instance or DagsterInstance.get()
     for reaped in reap_dead_runs(instance):
         print(f"run {reaped.run_id} ({reaped.job_name}) marked failed: {reaped.reason}; its pool slot is free")
-    from bemp_assets.domain.lake import is_lake
-
-    failed = []
     lake = is_lake(settings.warehouse)
     if workers > 1 and not lake:
         raise CliError(f"--workers {workers}: the embedded warehouse file takes one writer; parallel runs need "
@@ -102,31 +98,56 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
     # DuckLake's code location defaults to the multiprocess executor; `bemp run` keeps a run in its process
     run_config = {"execution": {"config": {"in_process": {}}}} if lake else {}
     with settings_env(settings), code_location(instance) as location:
-        selection = _within_job(location, job_name, _resolve_selection(location, select), select)
-        for first, last in spans:
-            if workers > 1:
-                failed += run_in_parallel(settings, first, last, select, job_name, workers)
-                continue
-            print(f"running {job_name} over {first} .. {last} (one run)")
-            created = create_run(instance, location, job_name,
-                                 {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-                                 run_config, selection or _job_assets(location, job_name))
-            ended = execute(instance, created)
-            print(f"run {ended.run_id}: {ended.status.value}")
-            _report_failed_checks(instance, ended.run_id)
-            if ended.status.value == "CANCELED":
-                return 130
-            if not ended.is_success:  # go on with the other ranges; report at the end
-                failed.append(f"{first} .. {last} (run {ended.run_id})")
+        if workers > 1:
+            failed = [f for first, last in spans for f in run_in_parallel(settings, first, last, select, job_name, workers)]
+        else:
+            failed = _run_spans_of_job(instance, location, job_name, spans, select, run_config)
+        if failed is None:
+            return 130
         if failed:
             print(f"{len(failed)} of {len(spans)} run(s) failed: {'; '.join(failed)}", file=sys.stderr)
         if not refresh_status:
             return 1 if failed else 0
-        status = execute(instance, create_run(instance, location, STATUS_JOB, {}, run_config))
-        print(f"run {status.run_id} ({STATUS_JOB}): {status.status.value}")
-        alarms = execute(instance, create_run(instance, location, ALARMS_JOB, {}, run_config, _job_assets(location, ALARMS_JOB)))
+        refreshed = _refresh_ops(instance, location, run_config)
+    return 0 if refreshed and not failed else 1
+
+
+def _run_spans_of_job(instance, location, job_name: str, spans: list[tuple[str, str]], select: str | None,
+                      run_config: dict) -> list[str] | None:
+    """One run of ``job_name`` per span of days, in this process; the spans whose run failed
+    (the others go on), or None when a run was cancelled (Ctrl-C)."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from bemp_assets.launch import create_run, execute
+
+    selection = _within_job(location, job_name, _resolve_selection(location, select), select)
+    failed = []
+    for first, last in spans:
+        print(f"running {job_name} over {first} .. {last} (one run)")
+        created = create_run(instance, location, job_name,
+                             {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                             run_config, selection or _job_assets(location, job_name))
+        ended = execute(instance, created)
+        print(f"run {ended.run_id}: {ended.status.value}")
+        _report_failed_checks(instance, ended.run_id)
+        if ended.status.value == "CANCELED":
+            return None
+        if not ended.is_success:
+            failed.append(f"{first} .. {last} (run {ended.run_id})")
+    return failed
+
+
+def _refresh_ops(instance, location, run_config: dict) -> bool:
+    """The ops snapshots after the runs: the status job, then the alarms job; whether both succeeded."""
+    from bemp_assets.jobs import STATUS_JOB
+    from bemp_assets.launch import create_run, execute
+    from schedules.alarms import ALARMS_JOB
+
+    status = execute(instance, create_run(instance, location, STATUS_JOB, {}, run_config))
+    print(f"run {status.run_id} ({STATUS_JOB}): {status.status.value}")
+    alarms = execute(instance, create_run(instance, location, ALARMS_JOB, {}, run_config, _job_assets(location, ALARMS_JOB)))
     print(f"run {alarms.run_id} ({ALARMS_JOB}): {alarms.status.value}")
-    return 0 if status.is_success and alarms.is_success and not failed else 1
+    return status.is_success and alarms.is_success
 
 
 def split_days(first: str, last: str, parts: int) -> list[tuple[str, str]]:

@@ -39,7 +39,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+# BEMP_BENCH_ROOT: another checkout whose code the project path runs (--reference runs it so)
+ROOT = Path(os.environ.get("BEMP_BENCH_ROOT") or Path(__file__).resolve().parents[1]).resolve()
 sys.path.insert(0, str(ROOT))
 
 from bemp_assets.domain.config import SourceConfig  # noqa: E402
@@ -79,26 +80,9 @@ def generate(path: Path, variables: int, days: int, seed: int = 7) -> int:
     Variable 0 is an ``Energia attiva`` counter (monotonic, kWh); the others are ``Potenza attiva``.
     Returns the number of data rows.
     """
-    rng = np.random.default_rng(seed)
     stamps = pd.date_range(START, periods=days * 1440, freq="min")  # local wall-clock time
-    n = len(stamps)
-    times = np.asarray(stamps.strftime("%H:%M:%S %d/%m/%Y"), dtype=object)
-    values = rng.random((n, variables)) * 100.0                      # kW
-    values[:, 0] = 1000.0 + np.cumsum(rng.random(n) * 0.05)           # kWh counter
-    # fixed 4 decimals with a decimal comma, built from integers (no per-value Python formatting)
-    scaled = np.round(values.ravel() * 10_000).astype(np.int64)
-    whole = pd.Series(scaled // 10_000).astype(str)
-    frac = pd.Series(scaled % 10_000).astype(str).str.zfill(4)
-    devices = np.array([f"meter{v:02d}" for v in range(variables)], dtype=object)
-    params = np.array(["Energia attiva"] + ["Potenza attiva"] * (variables - 1), dtype=object)
-    lines = (pd.Series(np.tile(devices + "," + params + ",", n)) + np.repeat(times, variables)
-             + ',"' + whole + "," + frac + '"')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write("Dispositivo,Parametro,Data,Valore\n")
-        handle.write("\n".join(lines.tolist()))
-        handle.write("\n")
-    return n * variables
+    write_reach(path, stamps, variables, np.random.default_rng(seed), 1000.0)
+    return len(stamps) * variables
 
 
 def window_for(days: int) -> tuple[datetime, datetime]:
@@ -253,6 +237,231 @@ def compare(project: pd.DataFrame, baseline: pd.DataFrame) -> tuple[bool, str]:
                 f"total energy {total_p:.4f} vs {total_b:.4f} kWh (rel {total_rel:.2e})")
 
 
+# --------------------------------------------------------------------------- before/after
+
+# columns holding the time of the run that wrote a row: they differ between any two runs
+RUN_TIME_COLUMNS = {"ingested_at", "updated_at", "first_seen", "rejected_at", "revised_at"}
+COMPARED = ["meta.variables", "meta.clean_variables", "raw.measurements", "raw.revisions", "raw.rejects",
+            "clean.measurements", "agg.hourly", "agg.daily"]
+
+
+def reference_run(reference: Path, csv: Path, days: int, db: Path) -> dict:
+    """The project path of the checkout ``reference`` (e.g. /work/main) on the same file, in a
+    subprocess importing that checkout's code; its warehouse is left in ``db``."""
+    env = {**os.environ, "BEMP_BENCH_ROOT": str(reference)}
+    out = subprocess.run([sys.executable, __file__, "--project-once", str(csv), "--days", str(days), "--db", str(db)],
+                         env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table_differences(ours: Path, theirs: Path) -> list[str]:
+    """Every table of COMPARED, row for row (as multisets, run-time columns left out; agg
+    statistics to 9 decimals), in both warehouses: what differs, or an empty list when all are equal."""
+    problems = []
+    with duckdb.connect(str(ours), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH '{theirs}' AS theirs (READ_ONLY)")
+        for table in COMPARED:
+            schema, name = table.split(".")
+            cols = [(c, t) for c, t in con.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
+                    if c not in RUN_TIME_COLUMNS]
+            if not cols:
+                problems.append(f"{table}: missing in {ours}")
+                continue
+            # aggregates are summed in parallel, in no fixed order: their last bits vary from run
+            # to run of the same code, so agg statistics are compared to 9 decimals
+            select = ", ".join(f'round("{c}", 9)' if schema == "agg" and t == "DOUBLE" else f'"{c}"' for c, t in cols)
+            counts = con.execute(f"""
+                SELECT (SELECT count(*) FROM {table}), (SELECT count(*) FROM theirs.{table}),
+                       (SELECT count(*) FROM (SELECT {select} FROM {table} EXCEPT ALL SELECT {select} FROM theirs.{table})),
+                       (SELECT count(*) FROM (SELECT {select} FROM theirs.{table} EXCEPT ALL SELECT {select} FROM {table}))
+            """).fetchone()
+            if counts[2] or counts[3]:
+                problems.append(f"{table}: {counts[0]:,} rows here, {counts[1]:,} in the reference; "
+                                f"{counts[2]:,} only here, {counts[3]:,} only there")
+    return problems
+
+
+def compare_with_reference(args, csv: Path) -> None:
+    db = OUT / "reference.duckdb"
+    result = reference_run(Path(args.reference), csv, args.days, fresh_db(db))
+    problems = table_differences(OUT / "project.duckdb", db)
+    print(f"\nreference {args.reference}: {result['seconds']:.2f}s "
+          f"[{', '.join(f'{k} {v:.2f}s' for k, v in result['steps'].items())}]")
+    print("every table equal to the reference's (" + ", ".join(COMPARED) + "): "
+          + ("YES" if not problems else "NO\n  " + "\n  ".join(problems)))
+
+
+# --------------------------------------------------------------------------- --scale: bemp run end to end
+
+SCALE_START = "2020-11-01"  # whole months: 30 days = one file, 90 = three, 365 = twelve
+# runs `bemp run` in this process with DagsterInstance.handle_new_event timed (the in-process
+# executor writes every event from here), then writes the totals to BEMP_BENCH_EVENTS
+EVENT_TIMER = """
+import atexit, json, os, sys, time
+from dagster._core.instance import DagsterInstance
+spent = {"seconds": 0.0, "events": 0}
+original = DagsterInstance.handle_new_event
+def timed(self, *args, **kwargs):
+    t = time.perf_counter()
+    try:
+        return original(self, *args, **kwargs)
+    finally:
+        spent["seconds"] += time.perf_counter() - t
+        spent["events"] += 1
+DagsterInstance.handle_new_event = timed
+atexit.register(lambda: open(os.environ["BEMP_BENCH_EVENTS"], "w").write(json.dumps(spent)))
+from bemp_assets.cli import main
+sys.argv = ["bemp", "run"]
+main()
+"""
+
+
+def write_reach(path: Path, local: pd.DatetimeIndex, variables: int, rng, counter_start: float) -> float:
+    """One REACH export of ``variables`` meters at the local times ``local`` (rows by time, then
+    device); returns the counter's last value, where the next file goes on."""
+    n = len(local)
+    times = np.asarray(local.strftime("%H:%M:%S %d/%m/%Y"), dtype=object)
+    values = rng.random((n, variables)) * 100.0
+    values[:, 0] = counter_start + np.cumsum(rng.random(n) * 0.05)
+    scaled = np.round(values.ravel() * 10_000).astype(np.int64)
+    whole = pd.Series(scaled // 10_000).astype(str)
+    frac = pd.Series(scaled % 10_000).astype(str).str.zfill(4)
+    devices = np.array([f"meter{v:02d}" for v in range(variables)], dtype=object)
+    params = np.array(["Energia attiva"] + ["Potenza attiva"] * (variables - 1), dtype=object)
+    lines = (pd.Series(np.tile(devices + "," + params + ",", n)) + np.repeat(times, variables)
+             + ',"' + whole + "," + frac + '"')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write("Dispositivo,Parametro,Data,Valore\n")
+        handle.write("\n".join(lines.tolist()))
+        handle.write("\n")
+    return float(values[-1, 0])
+
+
+def monthly_files(folder: Path, variables: int, days: int) -> list[Path]:
+    """REACH exports of ``days`` days from SCALE_START, one per calendar month, one sample a
+    minute per meter. Local times come from UTC instants, so the autumn hour is written twice
+    and the spring gap never. Each file's content depends only on its month and length (seeded
+    by them, the counter starting above where the previous month can end), so a file already
+    in ``folder`` is reused."""
+    start = pd.Timestamp(SCALE_START, tz=TZ)
+    instants = pd.date_range(start.tz_convert("UTC"), (start + pd.Timedelta(days=days)).tz_convert("UTC"),
+                             freq="min", inclusive="left")
+    local = instants.tz_convert(TZ)
+    months = local.strftime("%Y-%m")
+    paths, offset = [], 0
+    for month in pd.unique(months):
+        part = local[months == month].tz_localize(None)
+        path = folder / f"scale_{variables}v_{month}_{len(part)}min.csv"
+        if not path.exists():
+            write_reach(path, part, variables, np.random.default_rng(int(month.replace("-", ""))),
+                        1000.0 + 0.05 * offset)
+        paths.append(path)
+        offset += len(part)
+    return paths
+
+
+def tree_rss_kib(root: int) -> int:
+    """VmRSS summed over ``root`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as handle:
+                total += next((int(l.split()[1]) for l in handle if l.startswith("VmRSS:")), 0)
+        except OSError:
+            pass
+    return total
+
+
+def bemp_run(folder: Path, files: list[Path]) -> dict:
+    """`bemp run` over ``files`` on a fresh Dagster instance and warehouse under ``folder``:
+    wall time, peak RSS of the process tree (sampled every 0.2 s), time in event writing."""
+    import shutil
+    home, dagster_home = folder / "home", folder / "dagster_home"
+    for d in (home, dagster_home):
+        shutil.rmtree(d, ignore_errors=True)
+    (home / "inbox").mkdir(parents=True)
+    dagster_home.mkdir()
+    for f in files:
+        os.link(f, home / "inbox" / f.name) if f.stat().st_dev == (home / "inbox").stat().st_dev \
+            else shutil.copy(f, home / "inbox" / f.name)
+    events = folder / "events.json"
+    env = {**os.environ, "BEMP_HOME": str(home), "BEMP_CONFIG": str(ROOT / "data" / "config"),
+           "BEMP_SAMPLE": str(ROOT / "data" / "sample"), "DAGSTER_HOME": str(dagster_home),
+           "BEMP_BENCH_EVENTS": str(events)}
+    t = time.perf_counter()
+    with open(folder / "bemp_run.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", EVENT_TIMER], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        samples = []  # (epoch seconds, KiB)
+        while proc.poll() is None:
+            samples.append((time.time(), tree_rss_kib(proc.pid)))
+            time.sleep(0.2)
+    seconds = time.perf_counter() - t
+    peak = max((kib for _, kib in samples), default=0)
+    spent = json.loads(events.read_text()) if events.exists() else {"seconds": float("nan"), "events": 0}
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("raw.measurements", "raw.rejects", "clean.measurements", "agg.hourly")}
+    return {"seconds": seconds, "exit": proc.returncode, "peak_mib": peak / 1024, "event_seconds": spent["seconds"],
+            "events": spent["events"], "steps": step_peaks(dagster_home, samples), **counts}
+
+
+def step_peaks(dagster_home: Path, samples: list[tuple[float, int]]) -> list[tuple[str, float, float]]:
+    """(step, seconds, peak RSS of the tree in MiB while it ran) for every step of every run
+    the instance holds, from Dagster's step stats and the RSS samples."""
+    from dagster import DagsterInstance
+    out = []
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        for record in reversed(instance.get_run_records()):
+            for step in instance.get_run_step_stats(record.dagster_run.run_id):
+                if step.start_time and step.end_time:
+                    inside = [kib for at, kib in samples if step.start_time <= at <= step.end_time]
+                    out.append((step.step_key, step.end_time - step.start_time, max(inside, default=0) / 1024))
+    return out
+
+
+def scale_run(args) -> None:
+    """--scale: generate the monthly files, then `bemp run` once per backfill length."""
+    folder = Path(args.scale_dir)
+    print(machine())
+    results = []
+    for days in args.scale_days:
+        t = time.perf_counter()
+        files = monthly_files(folder / "files", args.variables, days)
+        print(f"{days} days: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 2 ** 20:,.0f} MiB "
+              f"(generated or found in {time.perf_counter() - t:.0f}s)", flush=True)
+        r = bemp_run(folder / f"run_{days}", files)
+        r.update(days=days, files=len(files), rows=args.variables * days * 1440)
+        results.append(r)
+        print(f"  bemp run: exit {r['exit']}, {r['seconds']:.1f}s, peak RSS (tree) {r['peak_mib']:,.0f} MiB, "
+              f"events {r['events']:,} in {r['event_seconds']:.1f}s ({r['event_seconds'] / r['seconds']:.0%}); "
+              f"raw {r['raw.measurements']:,}, rejects {r['raw.rejects']:,}, clean {r['clean.measurements']:,}, "
+              f"hourly {r['agg.hourly']:,}", flush=True)
+        for step, secs, mib in sorted(r["steps"], key=lambda x: -x[1])[:12]:
+            print(f"    {step:55s} {secs:7.1f}s  peak {mib:7,.0f} MiB", flush=True)
+    print(f"\nMarkdown (`bemp run`, {args.variables} variables at one sample a minute, fresh instance and warehouse):\n")
+    print("| backfill | files | rows | wall time (s) | rows/s | peak RSS, process tree (MiB) | events | event writing (s) | share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['days']} days | {r['files']} | {r['rows']:,} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} "
+              f"| {r['peak_mib']:,.0f} | {r['events']:,} | {r['event_seconds']:.1f} | {r['event_seconds'] / r['seconds']:.0%} |")
+
+
 # --------------------------------------------------------------------------- reporting
 
 def machine() -> str:
@@ -307,6 +516,8 @@ def main_run(args) -> None:
           f"| {rows / project['seconds']:,.0f} | {peaks['project']:.0f} |")
     print(f"| **ratio project / baseline** | **{ratio:.2f}x** | | |")
     print(f"\nproject steps (best run): {steps}")
+    if args.reference:
+        compare_with_reference(args, csv)
 
 
 def counter_energy(db: Path, table: str) -> float:
@@ -455,7 +666,7 @@ def scaling(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variables", type=int, default=20)
+    parser.add_argument("--variables", type=int, help="default 20, and 100 with --scale")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each path; the best is reported")
     parser.add_argument("--scaling", action="store_true", help="peak memory of the project path per backfill size")
@@ -465,10 +676,23 @@ def main() -> None:
                              "all: all four core filters, plus each filter timed alone")
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.0, 0.5],
                         help="set-point tolerances (kW) for --chain all")
+    parser.add_argument("--reference", help="a checkout of the previous implementation (e.g. /work/main): its "
+                                            "project path runs on the same file and every table is compared")
+    parser.add_argument("--scale", action="store_true",
+                        help="`bemp run` end to end over monthly REACH files, once per --scale-days")
+    parser.add_argument("--scale-days", type=int, nargs="+", default=[30, 90, 365])
+    parser.add_argument("--scale-dir", default="/tmp/bemp-scale", help="where --scale writes files and runs (not git)")
     parser.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--project-once", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.variables = args.variables or (100 if args.scale else 20)
     OUT.mkdir(parents=True, exist_ok=True)
-    if args.one_run:
+    if args.project_once:  # subprocess of --reference
+        print(json.dumps(run_project(Path(args.project_once), args.days, Path(args.db))))
+    elif args.scale:
+        scale_run(args)
+    elif args.one_run:
         one_project_run(args)
     elif args.scaling:
         scaling(args)

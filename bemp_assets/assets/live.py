@@ -20,7 +20,8 @@ from dagster import (
 
 from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
 from bemp_assets.domain.config import BempConfig
-from bemp_assets.domain.live import CHARGER_STATUS, CHARGES, TRIPS, Table, as_parsed, gateway_batch, ipanel_batch, merge_records
+from bemp_assets.domain.live import (CHARGER_STATUS, CHARGES, TRIPS, SourceDescription, Table, as_parsed, gateway_batch,
+                                     ipanel_batch, merge_records)
 from bemp_assets.domain.warehouse import ingest, store_rejects, transaction
 from resources import GatewayClient, IPanelClient, WarehouseResource
 
@@ -49,8 +50,7 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
     settings = config.live_sources.gateway
     registry = {g.sn: g for g in config.gateways}
 
-    class Source:  # what warehouse.ingest needs to know of a source
-        name, site, expected_interval = "gateway", settings.site, settings.expected_interval
+    source = SourceDescription("gateway", settings.site, settings.expected_interval)
 
     @warehouse_asset(key=GATEWAY_KEY, group_name="raw", partitions_def=partitions, kinds={"duckdb", "api"},
            check_specs=[AssetCheckSpec("registered_gateways", asset=GATEWAY_KEY,
@@ -67,7 +67,7 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
             parsed = as_parsed(con, batch, GATEWAY_ENDPOINT, "stage_gateway")
             merged = {}
             gateway_rows = batch.rows.drop(columns="variable_id").assign(fetched_at=now)
-            report = ingest(con, Source, settings.timezone, [parsed], (start, end), now,
+            report = ingest(con, source, settings.timezone, [parsed], (start, end), now,
                             also=lambda c: merged.update(merge_records(c, "raw.gateway_measurements", ["sn", "channel", "ts"],
                                                                        gateway_rows)))
             con.execute("DROP TABLE IF EXISTS stage_gateway")

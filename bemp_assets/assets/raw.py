@@ -21,10 +21,12 @@ from dagster import (
 )
 
 from bemp_assets.domain.config import BempConfig, SourceConfig
-from bemp_assets.domain.parsing import parse_file, partition_range
-from bemp_assets.domain.warehouse import IngestReport, ingest
+from bemp_assets.domain.parsing import ParsedFile, partition_range
+from bemp_assets.domain.raw_ingest import RawRun, ingest_files, source_variables
+from bemp_assets.domain.warehouse import IngestReport
 from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
-from bemp_assets.inbox_ledger import file_span, record_ingested
+from bemp_assets.inbox_ledger import record_ingested
+from bemp_assets.partitions import clip_days
 from resources import CsvInboxResource, WarehouseResource
 
 from .common import report_partitions, run_window, warehouse_asset
@@ -56,52 +58,62 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         start, end = run_window(context)
         files = inbox.files(source, config)
         context.log.info(f"{source.name}: {len(files)} file(s) in the inbox, window {start} .. {end}")
-        bounds = partition_range(config.site)
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
-            parsed = []
-            for index, f in enumerate(files, start=1):
-                result = parse_file(con, f.path, source, tz, prefix=f"stage_{index}", bounds=bounds)
-                parsed.append(result)
-                if result.error:
-                    context.log.warning(f"[{index}/{len(files)}] file rejected whole: {result.error}")
-                else:
-                    context.log.info(f"[{index}/{len(files)}] {f.name}: {result.rows} readings, "
-                                     f"{len(result.rejects)} rejected rows, {result.missing_cells} empty cells")
-            report = ingest(con, source, tz, parsed, (start, end), now)
-            for p in parsed:
-                if p.table:
-                    con.execute(f"DROP TABLE IF EXISTS {p.table}")
-            source_variables = [v for (v,) in con.execute(
-                "SELECT variable_id FROM meta.variables WHERE source = ?", [source.name]).fetchall()]
-            verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables)
+            run = ingest_files(con, [f.path for f in files], source, config, (start, end), now,
+                               partition_range(config.site), on_parsed=_log_parsed(context, len(files)))
+            verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables(con, source.name))
             metadata, filled = report_partitions(
                 context, con, "raw.measurements", "ts", written_at=now,
                 where=f"variable_id IN (SELECT variable_id FROM meta.variables WHERE source = '{source.name}')")
+        report = run.report
         for warning in report.warnings:
             context.log.warning(warning)
-        # committed: record the files this window covered in full, for the inbox sensor
-        # (the hash is of the bytes parsed: a rewrite since shows as a new hash)
-        hashes, keys = {p.name: p.sha256 for p in parsed}, context.partition_key_range
-        covered = {f.name: hashes[f.name] for f in files if f.name not in report.failed_files
-                   and (span := file_span(f.path, source, config, partitions)) and keys.start <= span[0] and span[1] <= keys.end}
-        record_ingested(context.instance, covered, context.run.run_id)
-        context.log.info(f"{source.name}: ingested in full (the inbox sensor will not request them again): {sorted(covered)}")
+        _record_covered(context, source.name, run, partitions)
         context.log.info(f"{source.name}: {report.rows_read} records read = {report.stored} stored + "
                          f"{report.rejects_in_files} rejected + {report.folded_duplicates} folded duplicates + "
                          f"{report.outside_window} outside the window; {report.missing_cells} empty cells")
-        metadata.update(_accounting_metadata(report))
-        yield MaterializeResult(metadata=metadata)
-        failed = "; ".join(report.failed_files.values())
-        files_parsed = Verdict(
-            passed=not report.failed_files, severity=AssetCheckSeverity.WARN,
-            description=(f"{len(report.failed_files)} of {len(report.files)} file(s) rejected whole: {failed}"
-                         if report.failed_files else f"all {len(report.files)} file(s) are readable text of a known shape"),
-            metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files),
-                      **({"observed_worst": MetadataValue.text(failed)} if failed else {})})
-        yield from emit_checks(context, {"files_parsed": same_for_partitions(files_parsed, filled), **verdicts})
+        yield MaterializeResult(metadata={**metadata, **_accounting_metadata(report)})
+        yield from emit_checks(context, {"files_parsed": same_for_partitions(_files_parsed(report), filled), **verdicts})
 
     return raw_source
+
+
+def _log_parsed(context: AssetExecutionContext, total: int):
+    """Log each file as soon as it is parsed: its readings, rejects and empty cells, or why it
+    was rejected whole."""
+    def log(index: int, parsed: ParsedFile) -> None:
+        if parsed.error:
+            context.log.warning(f"[{index}/{total}] file rejected whole: {parsed.error}")
+        else:
+            context.log.info(f"[{index}/{total}] {parsed.name}: {parsed.rows} readings, "
+                             f"{len(parsed.rejects)} rejected rows, {parsed.missing_cells} empty cells")
+    return log
+
+
+def _record_covered(context: AssetExecutionContext, name: str, run: RawRun, partitions: PartitionsDefinition) -> None:
+    """Record, for the inbox sensor, the files this (committed) window covered in full (the hash
+    is of the bytes parsed: a rewrite since shows as a new hash)."""
+    keys = context.partition_key_range
+    covered = {}
+    for p in run.parsed:
+        days = run.days.get(p.name)
+        span = clip_days(partitions, *days) if days and p.name not in run.report.failed_files else None
+        if span and keys.start <= span[0] and span[1] <= keys.end:
+            covered[p.name] = p.sha256
+    record_ingested(context.instance, covered, context.run.run_id)
+    context.log.info(f"{name}: ingested in full (the inbox sensor will not request them again): {sorted(covered)}")
+
+
+def _files_parsed(report: IngestReport) -> Verdict:
+    """The ``files_parsed`` check: a WARN naming every file rejected whole."""
+    failed = "; ".join(report.failed_files.values())
+    return Verdict(
+        passed=not report.failed_files, severity=AssetCheckSeverity.WARN,
+        description=(f"{len(report.failed_files)} of {len(report.files)} file(s) rejected whole: {failed}"
+                     if report.failed_files else f"all {len(report.files)} file(s) are readable text of a known shape"),
+        metadata={"failed_files": MetadataValue.json(report.failed_files), "files": len(report.files),
+                  **({"observed_worst": MetadataValue.text(failed)} if failed else {})})
 
 
 def _accounting_metadata(report: IngestReport) -> dict:

@@ -21,7 +21,6 @@ import importlib.util
 import logging
 import os
 import random
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -131,16 +130,6 @@ def open_lake(target: LakeTarget, read_only: bool = False) -> duckdb.DuckDBPyCon
                         f"Check that PostgreSQL is reachable with these settings and that the data path exists "
                         f"and is writable.") from None
     return con
-
-
-def in_lake(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether ``con``'s default catalog is the DuckLake (open_lake's session)."""
-    return con.execute("SELECT current_database()").fetchone()[0] == CATALOG
-
-
-def without_keys(ddl: str) -> str:
-    """``ddl`` without PRIMARY KEY clauses, which DuckLake refuses (no write relies on them)."""
-    return re.sub(r",\s*PRIMARY KEY\s*\([^)]*\)", "", ddl)
 
 
 def is_conflict(exc: BaseException) -> bool:

@@ -26,25 +26,24 @@ from .parsing import REJECT_COLUMNS, ParsedFile
 LIVE_DDL = """
 CREATE TABLE IF NOT EXISTS raw.gateway_measurements (
     sn VARCHAR NOT NULL, channel INTEGER NOT NULL, device VARCHAR, medium VARCHAR NOT NULL, unit VARCHAR,
-    ts TIMESTAMPTZ NOT NULL, value DOUBLE NOT NULL, registered BOOLEAN NOT NULL, fetched_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (sn, channel, ts)
+    ts TIMESTAMPTZ NOT NULL, value DOUBLE NOT NULL, registered BOOLEAN NOT NULL, fetched_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS raw.ipanel_trips (
     vehicleId BIGINT NOT NULL, vehicleCode VARCHAR, date TIMESTAMPTZ NOT NULL, odometryDistance DOUBLE,
     duration DOUBLE, speedAverage DOUBLE, averageConsumption DOUBLE, consumption DOUBLE, regeneration DOUBLE,
     auxConsumption DOUBLE, tractionConsumption DOUBLE, insideTemperatureAverage DOUBLE,
     outsideTemperatureAverage DOUBLE, dieselCO2Emissions DOUBLE, electricCO2Emissions DOUBLE,
-    fetched_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (vehicleId, date)
+    fetched_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS raw.ipanel_charger_status (
     chargerId BIGINT NOT NULL, chargerCode VARCHAR, acRequired BOOLEAN, vehicle VARCHAR,
     lastUpdate TIMESTAMPTZ NOT NULL, globalSoc DOUBLE, power DOUBLE, geolocationLatitude DOUBLE,
-    geolocationLongitude DOUBLE, fetched_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (chargerId, lastUpdate)
+    geolocationLongitude DOUBLE, fetched_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS raw.ipanel_charges (
     chargerId BIGINT NOT NULL, chargerCode VARCHAR, date TIMESTAMPTZ NOT NULL, chargeNumber DOUBLE,
     duration DOUBLE, durationAverage DOUBLE, suppliedEnergy DOUBLE,
-    fetched_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (chargerId, date)
+    fetched_at TIMESTAMPTZ NOT NULL
 );
 """
 
@@ -75,6 +74,16 @@ CHARGER_STATUS = Table("raw.ipanel_charger_status", ("chargerId", "lastUpdate"),
                        flags=("acRequired",))
 CHARGES = Table("raw.ipanel_charges", ("chargerId", "date"), "date", text=("chargerCode",),
                 numbers=("chargeNumber", "duration", "durationAverage", "suppliedEnergy"))
+
+
+@dataclass(frozen=True)
+class SourceDescription:
+    """What warehouse.ingest needs to know of a source that is not a configured CSV source:
+    its name (meta.variables.source, raw.rejects.source), site and sampling interval in seconds."""
+
+    name: str
+    site: str | None
+    expected_interval: int
 
 
 @dataclass

@@ -437,44 +437,79 @@ class _FileReader:
 
 def _reach_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> tuple[str, str]:
     """Temp table of REACH rows with parsed fields and a reason where they are bad, and the
-    view of rows to localise (rid, series, local_ts)."""
+    view of rows to localise (rid, series, local_ts).
+
+    Names and dates repeat on every line (a device-parameter pair per series, a time stamp per
+    minute), so they are parsed once per distinct text (:func:`_reach_names`,
+    :func:`_reach_dates`) and joined back; only the value is parsed per row."""
+    con, p = reader.con, reader.prefix
+    names, dates = _reach_names(reader, source), _reach_dates(reader, bounds)
+    value = _number_sql("trim(c.Valore)", source.decimal_separator)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_rows AS
+        SELECT c.rid, d.local_ts, c.value, n.device, n.original, n.parameter, n.unit, n.kind, n.category, n.series,
+               '' AS field,
+               CASE
+                   WHEN n.reason IS NOT NULL THEN n.reason
+                   WHEN d.reason IS NOT NULL THEN d.reason
+                   {_value_reason('c.value', 'c.raw_value', source, ': expected a decimal-comma number such as 12,8900')}
+               END AS reason
+        FROM (SELECT rowid AS rid, Dispositivo, Parametro, Data, trim(Valore) AS raw_value, {value} AS value
+              FROM {p}_csv c) c
+        JOIN {names} n ON c.Dispositivo IS NOT DISTINCT FROM n.raw_device AND c.Parametro IS NOT DISTINCT FROM n.raw_parameter
+        JOIN {dates} d ON c.Data IS NOT DISTINCT FROM d.raw
+    """)
+    con.execute(f"DROP TABLE {names}")
+    con.execute(f"DROP TABLE {dates}")
+    # one row per line already: a view, nothing to group or store
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {p}_local AS SELECT rid, series, local_ts FROM {p}_rows WHERE reason IS NULL")
+    return f"{p}_rows", f"{p}_local"
+
+
+def _reach_names(reader: _FileReader, source: SourceConfig) -> str:
+    """Temp table: each distinct (Dispositivo, Parametro) as written, with its device, parameter
+    (configured, else a slug of the name), unit, kind, category, series, and why it is unusable."""
     con, p = reader.con, reader.prefix
     params = pd.DataFrame([
         {"original": name, "parameter": spec.parameter, "unit": spec.unit, "kind": spec.kind,
          "category": spec.category or source.category}
         for name, spec in source.parameters.items()
     ], columns=["original", "parameter", "unit", "kind", "category"])
-    con.register(f"{p}_params", params)
-    value = _number_sql("trim(Valore)", source.decimal_separator)
     slug = "trim(regexp_replace(lower(f.original), '[^a-z0-9]+', '_', 'g'), '_')"
+    con.register(f"{p}_params", params)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {p}_rows AS
+        CREATE OR REPLACE TEMP TABLE {p}_names AS
         WITH f AS (
-            SELECT rowid AS rid, trim(Dispositivo) AS device, trim(Parametro) AS original,
-                   trim(Data) AS raw_date, trim(Valore) AS raw_value,
-                   try_strptime(trim(Data), '{REACH_TIME_FORMAT}') AS local_ts,
-                   {value} AS value
-            FROM {p}_csv
+            SELECT raw_device, raw_parameter, trim(raw_device) AS device, trim(raw_parameter) AS original
+            FROM (SELECT DISTINCT Dispositivo AS raw_device, Parametro AS raw_parameter FROM {p}_csv)
         )
-        SELECT f.rid, f.local_ts, f.value, f.device, f.original,
+        SELECT f.raw_device, f.raw_parameter, f.device, f.original,
                coalesce(m.parameter, {slug}) AS parameter,
                m.unit, coalesce(m.kind, 'instantaneous') AS kind, coalesce(m.category, {_sql_str(source.category or '')}) AS category,
                f.device || '.' || coalesce(m.parameter, {slug}) AS series,
-               '' AS field,
                CASE
                    WHEN coalesce(f.device, '') = '' THEN 'missing device (Dispositivo)'
                    WHEN coalesce(f.original, '') = '' THEN 'missing parameter (Parametro)'
                    WHEN regexp_matches(f.device, '{CONTROL_SQL}') THEN 'control character in the device (Dispositivo)'
                    WHEN regexp_matches(f.original, '{CONTROL_SQL}') THEN 'control character in the parameter (Parametro)'
-                   {_date_reason('f.local_ts', 'f.raw_date', 'Data', 'HH:MM:SS DD/MM/YYYY', bounds)}
-                   {_value_reason('f.value', 'f.raw_value', source, ': expected a decimal-comma number such as 12,8900')}
                END AS reason
         FROM f LEFT JOIN {p}_params m ON m.original = f.original
     """)
     con.unregister(f"{p}_params")
-    # one row per line already: a view, nothing to group or store
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {p}_local AS SELECT rid, series, local_ts FROM {p}_rows WHERE reason IS NULL")
-    return f"{p}_rows", f"{p}_local"
+    return f"{p}_names"
+
+
+def _reach_dates(reader: _FileReader, bounds: TimeRange) -> str:
+    """Temp table: each distinct ``Data`` as written, its local time and why it is unusable."""
+    con, p = reader.con, reader.prefix
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_dates AS
+        SELECT raw, local_ts,
+               CASE {_date_reason('local_ts', 'raw_date', 'Data', 'HH:MM:SS DD/MM/YYYY', bounds)} END AS reason
+        FROM (SELECT raw, trim(raw) AS raw_date, try_strptime(trim(raw), '{REACH_TIME_FORMAT}') AS local_ts
+              FROM (SELECT DISTINCT Data AS raw FROM {p}_csv))
+    """)
+    return f"{p}_dates"
 
 
 def _wide_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> tuple[str, str]:
@@ -572,7 +607,7 @@ def _drop_stages(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
     """Drop every intermediate table of a parse (not the result table ``prefix``): a later
     file parsed with the same prefix must not inherit them."""
     con.execute(f"DROP VIEW IF EXISTS {prefix}_local")
-    for suffix in ("csv", "lines", "rej", "scan", "struct", "text", "split", "lines_raw",
+    for suffix in ("csv", "lines", "rej", "scan", "struct", "text", "split", "lines_raw", "names", "dates",
                    "rows", "wl", "tz", "tz_map", "all", "dups", "rejects"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{suffix}")
 

@@ -52,8 +52,7 @@ CREATE TABLE IF NOT EXISTS raw.measurements (
     value DOUBLE NOT NULL,
     source_file VARCHAR NOT NULL,
     source_line INTEGER,
-    ingested_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (variable_id, ts)
+    ingested_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS raw.revisions (
     variable_id VARCHAR NOT NULL,
@@ -144,18 +143,41 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     import os
 
     from .alarms import ALARM_DDL
-    from .lake import in_lake, without_keys
     from .live import LIVE_DDL
 
     con.execute("SET TimeZone = 'UTC'")
     limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
     if limit:
         con.execute("SET memory_limit = ?", [limit])
-    ddl = DDL + LIVE_DDL + ALARM_DDL
-    if in_lake(con):  # until raw.measurements and the live tables lose their keys (issue 14)
-        ddl = without_keys(ddl)
-    con.execute(ddl)
+    con.execute(DDL + LIVE_DDL + ALARM_DDL)
+    drop_enforced_keys(con, DDL + LIVE_DDL)
     return con
+
+
+# raw tables whose uniqueness the merges guarantee (docs/warehouse.md, "Uniqueness without keys")
+KEYLESS_TABLES = ("raw.measurements", "raw.rejects", "raw.gateway_measurements", "raw.ipanel_trips",
+                  "raw.ipanel_charger_status", "raw.ipanel_charges")
+
+
+def drop_enforced_keys(con: duckdb.DuckDBPyConnection, ddl: str) -> list[str]:
+    """Rebuild, once, raw tables a warehouse created before the keys were dropped.
+
+    Their PRIMARY KEY index cannot spill (a long merge under a memory cap failed) and costs
+    more than the rest of a merge; DuckDB cannot drop a constraint in place, so the table is
+    renamed, created again from ``ddl`` without it, and its rows copied. Returns the tables rebuilt."""
+    keyed = [f"{schema}.{table}" for schema, table in con.execute(
+        "SELECT DISTINCT schema_name, table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+        "AND schema_name || '.' || table_name IN (SELECT unnest(?))", [list(KEYLESS_TABLES)]).fetchall()]
+    if not keyed:
+        return []
+    with transaction(con):
+        for name in keyed:
+            con.execute(f"ALTER TABLE {name} RENAME TO {name.split('.')[1]}_keyed")
+        con.execute(ddl)
+        for name in keyed:
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {name}_keyed")
+            con.execute(f"DROP TABLE {name}_keyed")
+    return keyed
 
 
 @contextmanager
@@ -231,6 +253,25 @@ class IngestReport:
     variables: int = 0
     per_file: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    @classmethod
+    def of_files(cls, parsed: Sequence[ParsedFile]) -> "IngestReport":
+        """The files' own accounting, before any merge."""
+        return cls(files=[p.name for p in parsed], failed_files={p.name: p.error for p in parsed if p.error},
+                   warnings=[w for p in parsed for w in p.warnings],
+                   per_file={p.name: _file_accounting(p) for p in parsed},
+                   missing_cells=sum(p.missing_cells for p in parsed), rows_read=sum(p.records for p in parsed))
+
+    def add(self, other: "IngestReport") -> None:
+        """Fold the report of a later batch of the same run into this one (``variables``, a count
+        of distinct ids, is the caller's to set)."""
+        for name in ("files", "warnings"):
+            getattr(self, name).extend(getattr(other, name))
+        for name in ("failed_files", "per_file"):
+            getattr(self, name).update(getattr(other, name))
+        for name in ("rows_read", "rows_in_window", "overlapping_rows", "outside_window", "inserted", "revised",
+                     "unchanged", "rejects_in_files", "rejects_new", "missing_cells"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     @property
     def stored(self) -> int:
         return self.rows_in_window
@@ -247,22 +288,36 @@ def _file_accounting(p: ParsedFile) -> dict[str, int]:
 
 
 def _upsert_variables(con, source, tz: str, parsed: Sequence[ParsedFile], now: datetime) -> int:
+    """Describe the variables of ``parsed`` in meta.variables: known ones updated in place (their
+    first_seen kept), new ones inserted; an update then an anti-join insert, no ON CONFLICT."""
     frames = [p.variables for p in parsed if p.table and len(p.variables)]
     if not frames:
         return 0
     variables = pd.concat(frames).drop_duplicates("variable_id", keep="last")
-    con.register("_new_variables", variables)
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _variables AS
-        SELECT variable_id, ? AS source, ? AS site, device, parameter, original_name, unit, kind, category,
-               ? AS timezone, ? AS expected_interval_s, ? AS first_seen, ? AS updated_at
-        FROM _new_variables
-    """, [source.name, source.site, tz, source.expected_interval, now, now])
-    con.unregister("_new_variables")
-    # updated_at moves only when a variable's description changes
+    with registered(con, new_variables=variables):
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _variables AS
+            SELECT variable_id, ? AS source, ? AS site, device, parameter, original_name, unit, kind, category,
+                   ? AS timezone, ? AS expected_interval_s, ? AS first_seen, ? AS updated_at
+            FROM new_variables
+        """, [source.name, source.site, tz, source.expected_interval, now, now])
+    # rows whose description changed are replaced (first_seen kept), new ones inserted; equal
+    # ones are not written at all, so concurrent runs of one source do not conflict (upsert)
     upsert(con, "meta.variables", "_variables", ["variable_id"], keep_old=["first_seen"])
     con.execute("DROP TABLE _variables")
     return len(variables)
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``frames`` visible to SQL on ``con`` under their keyword names while the block runs."""
+    for name, frame in frames.items():
+        con.register(name, frame)
+    try:
+        yield con
+    finally:
+        for name in frames:
+            con.unregister(name)
 
 
 def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: datetime) -> tuple[int, int]:
@@ -280,18 +335,18 @@ def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: da
 
 def store_rejects(con, source_name: str, rejects: pd.DataFrame, now: datetime) -> int:
     """Append ``rejects`` (source_file, file_sha256, line, field, raw_text, reason) to
-    raw.rejects; a reject already stored is skipped. Returns the rows actually inserted."""
+    raw.rejects; a reject already stored (same file, hash, line and field) is skipped, and of
+    several in ``rejects`` the first is kept. Returns the rows actually inserted."""
     if not len(rejects):
         return 0
-    con.register("_new_rejects", rejects)
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _rejects AS
-        SELECT ? AS source, source_file, file_sha256, line, field, any_value(raw_text) AS raw_text,
-               any_value(reason) AS reason, ? AS rejected_at
-        FROM _new_rejects GROUP BY source_file, file_sha256, line, field
-    """, [source_name, now])
-    con.unregister("_new_rejects")
-    # a reject already stored is kept as it is (its first rejected_at)
+    with registered(con, new_rejects=rejects):
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _rejects AS
+            SELECT ? AS source, source_file, file_sha256, line, field, raw_text, reason, ? AS rejected_at
+            FROM (SELECT *, row_number() OVER () AS n FROM new_rejects)
+            QUALIFY row_number() OVER (PARTITION BY source_file, file_sha256, line, field ORDER BY n) = 1
+        """, [source_name, now])
+    # only new keys are inserted: a reject already stored is kept as it is (its first rejected_at)
     inserted = upsert(con, "raw.rejects", "_rejects", ["source_file", "file_sha256", "line", "field"],
                       ignore=["source", "raw_text", "reason", "rejected_at"])
     con.execute("DROP TABLE _rejects")
@@ -301,74 +356,122 @@ def store_rejects(con, source_name: str, rejects: pd.DataFrame, now: datetime) -
 def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[ParsedFile],
            window: tuple[datetime, datetime], now: datetime,
            also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> IngestReport:
-    """Merge parsed files (oldest first) of one source into raw, for readings inside ``window``.
+    """Merge parsed files (oldest first) of one source into raw, for readings inside ``window``,
+    in one transaction.
 
     Rule for a key present in several files: the newest file (last in ``parsed``) wins.
     Rule against the warehouse: an equal value is left untouched (ingested_at keeps its first
     value); a different value replaces the stored one and is recorded in ``raw.revisions``.
+    No key is enforced: the batch holds one row per key and only keys raw lacks are inserted,
+    so raw.measurements stays unique (the ``duplicates`` commissioning rule verifies it).
     """
-    report = IngestReport(files=[p.name for p in parsed])
-    report.failed_files = {p.name: p.error for p in parsed if p.error}
-    report.warnings = [w for p in parsed for w in p.warnings]
-    report.per_file = {p.name: _file_accounting(p) for p in parsed}
-    report.missing_cells = sum(p.missing_cells for p in parsed)
+    report = IngestReport.of_files(parsed)
     good = [p for p in parsed if p.table]
-    report.rows_read = sum(p.records for p in parsed)
     with transaction(con):
         report.variables = _upsert_variables(con, source, tz, good, now)
         report.rejects_in_files, report.rejects_new = _insert_rejects(con, source.name, parsed, now)
         if good:
-            union = " UNION ALL ".join(
-                f"SELECT variable_id, ts, value, line, {i} AS file_order, {_quote(p.name)} AS source_file FROM {p.table}"
-                for i, p in enumerate(good)
-            )
-            if len(good) == 1 and good[0].unique_keys:
-                # one file with one reading per key: nothing to rank (the window functions below
-                # cost more than the rest of the batch)
-                batch = f"SELECT variable_id, ts, value, line, source_file, 1 AS copies FROM ({union}) WHERE ts >= ? AND ts < ?"
-            else:
-                batch = f"""
-                    SELECT variable_id, ts, value, line, source_file,
-                           count(*) OVER (PARTITION BY variable_id, ts) AS copies
-                    FROM ({union})
-                    WHERE ts >= ? AND ts < ?
-                    QUALIFY row_number() OVER (PARTITION BY variable_id, ts ORDER BY file_order DESC) = 1
-                """
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _batch AS {batch}", list(window))
-            counts = con.execute("""
-                SELECT count(*), coalesce(sum(copies - 1), 0),
-                       count(*) FILTER (WHERE m.variable_id IS NULL),
-                       count(*) FILTER (WHERE m.variable_id IS NOT NULL AND m.value <> b.value)
-                FROM _batch b LEFT JOIN raw.measurements m USING (variable_id, ts)
-            """).fetchone()
-            report.rows_in_window, report.overlapping_rows, report.inserted, report.revised = map(int, counts)
-            report.unchanged = report.rows_in_window - report.inserted - report.revised
-            report.outside_window = sum(p.rows for p in good) - report.rows_in_window - report.overlapping_rows
-            # New keys by anti-join, changed values by UPDATE only when there are any: cheaper
-            # than INSERT ... ON CONFLICT DO UPDATE, which probes the index for every row and
-            # costs most when re-ingesting a file that is already stored.
-            if report.revised:
-                con.execute("""
-                    INSERT INTO raw.revisions
-                    SELECT b.variable_id, b.ts, m.value, b.value, m.source_file, b.source_file, ?
-                    FROM _batch b JOIN raw.measurements m USING (variable_id, ts) WHERE m.value <> b.value
-                """, [now])
-                con.execute("""
-                    UPDATE raw.measurements m SET
-                        value = b.value, source_file = b.source_file, source_line = b.line, ingested_at = ?
-                    FROM _batch b
-                    WHERE m.variable_id = b.variable_id AND m.ts = b.ts AND m.value <> b.value
-                """, [now])
-            if report.inserted:
-                con.execute("""
-                    INSERT INTO raw.measurements
-                    SELECT variable_id, ts, value, source_file, line, ? FROM _batch
-                    ANTI JOIN raw.measurements USING (variable_id, ts)
-                """, [now])
-            con.execute("DROP TABLE _batch")
+            with temp_table(con, "merge_batch", _batch_sql(good), list(window)) as batch:
+                # raw is read only over the batch's own span: a year merged a month at a time
+                # then reads each month once, not the whole year twelve times
+                span = con.execute(f"SELECT min(ts), max(ts) FROM {batch}").fetchone()
+                if span[0] is not None:
+                    _count_merge(con, batch, span, report)
+                    _merge(con, batch, span, report, now)
+                    _verify_unique(con, batch, span)
+                report.outside_window = sum(p.rows for p in good) - report.rows_in_window - report.overlapping_rows
         if also is not None:  # a source's own table, committed together with raw (or not at all)
             also(con)
     return report
+
+
+@contextmanager
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: list | None = None) -> Iterator[str]:
+    """Temp table ``name`` holding ``sql``'s rows while the block runs, dropped after it."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", params or [])
+    try:
+        yield name
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _batch_sql(good: Sequence[ParsedFile]) -> str:
+    """One row per key inside the window (two ``?``): the newest file's, with ``copies``, the
+    number of files of the batch that hold the key."""
+    union = " UNION ALL ".join(
+        f"SELECT variable_id, ts, value, line, {i} AS file_order, {_quote(p.name)} AS source_file FROM {p.table}"
+        for i, p in enumerate(good))
+    if len(good) == 1 and good[0].unique_keys:
+        # one file with one reading per key: nothing to rank (the window functions below
+        # cost more than the rest of the batch)
+        return f"SELECT variable_id, ts, value, line, source_file, 1 AS copies FROM ({union}) WHERE ts >= ? AND ts < ?"
+    return f"""
+        SELECT variable_id, ts, value, line, source_file,
+               count(*) OVER (PARTITION BY variable_id, ts) AS copies
+        FROM ({union})
+        WHERE ts >= ? AND ts < ?
+        QUALIFY row_number() OVER (PARTITION BY variable_id, ts ORDER BY file_order DESC) = 1
+    """
+
+
+def _stored() -> str:
+    """raw.measurements inside a span (``?`` twice, both ends included): the merge never reads beyond it."""
+    return "(SELECT * FROM raw.measurements WHERE ts >= ? AND ts <= ?)"
+
+
+def _count_merge(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime],
+                 report: IngestReport) -> None:
+    """What the merge will do: keys in the batch, folded copies, new keys, changed values."""
+    counts = con.execute(f"""
+        SELECT count(*), coalesce(sum(copies - 1), 0),
+               count(*) FILTER (WHERE m.variable_id IS NULL),
+               count(*) FILTER (WHERE m.variable_id IS NOT NULL AND m.value <> b.value)
+        FROM {batch} b LEFT JOIN {_stored()} m USING (variable_id, ts)
+    """, list(span)).fetchone()
+    report.rows_in_window, report.overlapping_rows, report.inserted, report.revised = map(int, counts)
+    report.unchanged = report.rows_in_window - report.inserted - report.revised
+
+
+def _merge(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime],
+           report: IngestReport, now: datetime) -> None:
+    """Changed values logged and updated, new keys inserted by anti-join: each statement only
+    when there is something to do (re-ingesting a stored file then writes nothing)."""
+    if report.revised:
+        con.execute(f"""
+            INSERT INTO raw.revisions
+            SELECT b.variable_id, b.ts, m.value, b.value, m.source_file, b.source_file, ?
+            FROM {batch} b JOIN {_stored()} m USING (variable_id, ts) WHERE m.value <> b.value
+        """, [now, *span])
+        con.execute(f"""
+            UPDATE raw.measurements m SET
+                value = b.value, source_file = b.source_file, source_line = b.line, ingested_at = ?
+            FROM {batch} b
+            WHERE m.variable_id = b.variable_id AND m.ts = b.ts AND m.value <> b.value
+              AND m.ts >= ? AND m.ts <= ?
+        """, [now, *span])
+    if report.inserted:
+        con.execute(f"""
+            INSERT INTO raw.measurements
+            SELECT variable_id, ts, value, source_file, line, ? FROM {batch}
+            ANTI JOIN {_stored()} USING (variable_id, ts)
+        """, [now, *span])
+
+
+class DuplicateKeys(RuntimeError):
+    """raw.measurements would hold a key twice after a merge: the transaction is rolled back."""
+
+
+def _verify_unique(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime]) -> None:
+    """Check, before commit, that the batch's variables hold one row per key over its span (no
+    key is enforced, so the merge's guarantee is verified here, for the rows it touched)."""
+    repeated = con.execute(f"""
+        SELECT variable_id, ts, count(*) AS n FROM raw.measurements
+        WHERE ts >= ? AND ts <= ? AND variable_id IN (SELECT DISTINCT variable_id FROM {batch})
+        GROUP BY ALL HAVING count(*) > 1 ORDER BY variable_id, ts LIMIT 3
+    """, list(span)).fetchall()
+    if repeated:
+        shown = "; ".join(f"{v} at {ts:%Y-%m-%d %H:%M:%S%z} x{n}" for v, ts, n in repeated)
+        raise DuplicateKeys(f"raw.measurements would hold keys more than once (merge rolled back): {shown}")
 
 
 def _quote(text: str) -> str:
