@@ -30,7 +30,7 @@ def build_executor(lake: bool) -> ExecutorDefinition:
     if not lake:
         return in_process_executor
     if os.environ.get("BEMP_EXECUTOR") == "k8s":
-        from dagster_k8s import k8s_job_executor  # only in the container image (pip install dagster-k8s)
+        from dagster_k8s import k8s_job_executor  # imported only here: it loads the Kubernetes client
 
         return k8s_job_executor.configured(k8s_executor_config(), name="bemp_k8s_job_executor")
     return multi_or_in_process_executor
