@@ -20,7 +20,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import transaction, upsert
+from .warehouse import registered, transaction, upsert
 
 @dataclass
 class CleanReport:
@@ -59,9 +59,9 @@ def clean_profile(chain: FilterChain | None, kind: str, interval_s: int) -> tupl
 
 
 def _raw_with_context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
-    """Readings of the variables in ``_chain_ids`` inside the window, plus one on each side."""
+    """Readings of the variables in ``chain_ids`` (registered) inside the window, plus one on each side."""
     return con.execute("""
-        WITH mine AS (SELECT m.variable_id, m.ts, m.value FROM raw.measurements m SEMI JOIN _chain_ids USING (variable_id)),
+        WITH mine AS (SELECT m.variable_id, m.ts, m.value FROM raw.measurements m SEMI JOIN chain_ids USING (variable_id)),
              before AS (SELECT variable_id, max(ts) AS ts FROM mine WHERE ts < $start GROUP BY ALL),
              after AS (SELECT variable_id, min(ts) AS ts FROM mine WHERE ts >= $end GROUP BY ALL)
         SELECT variable_id, ts, value FROM mine WHERE ts >= $start AND ts < $end
@@ -89,8 +89,9 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
             groups[chain.name].append(variable_id)
             by_name[chain.name] = chain
     report, pieces = CleanReport(), []
-    con.register("_chain_ids", pd.DataFrame({"variable_id": [v for ids in groups.values() for v in ids]}, dtype=object))
-    raw = _raw_with_context(con, start, end)
+    chain_ids = pd.DataFrame({"variable_id": [v for ids in groups.values() for v in ids]}, dtype=object)
+    with registered(con, chain_ids=chain_ids):
+        raw = _raw_with_context(con, start, end)
     for name, ids in groups.items():
         chain = by_name[name]
         out, stats = apply_chain(raw[raw["variable_id"].isin(ids)], list(chain.steps), intervals, kinds.loc[ids])
@@ -104,23 +105,20 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
         (v, c.name if c else None, c.version if c else None, *clean_profile(c, kinds[v], int(intervals[v])), now)
         for v, c in assignment.items()
     ], columns=["variable_id", "chain", "chain_version", "clean_kind", "clean_interval_s", "updated_at"])
-    con.register("_filtered", filtered)
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _clean_new AS
-        SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
-        FROM raw.measurements m ANTI JOIN _chain_ids USING (variable_id)   -- no chain: as read
-        WHERE m.ts >= $start AND m.ts < $end
-        UNION ALL
-        SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM _filtered
-    """, {"start": start, "end": end})
-    con.unregister("_filtered")
-    con.unregister("_chain_ids")
-    with transaction(con):
+    with registered(con, chain_ids=chain_ids, filtered=filtered):
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _clean_new AS
+            SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
+            FROM raw.measurements m ANTI JOIN chain_ids USING (variable_id)   -- no chain: as read
+            WHERE m.ts >= $start AND m.ts < $end
+            UNION ALL
+            SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM filtered
+        """, {"start": start, "end": end})
+    with transaction(con), registered(con, profiles=profiles):
         _write_window(con, start, end, report)
-        con.register("_profiles", profiles)
-        # no key constraint (DuckLake has none): rows that changed are replaced (warehouse.upsert)
-        upsert(con, "meta.clean_variables", "_profiles", ["variable_id"], ignore=["updated_at"])
-        con.unregister("_profiles")
+        # rows that changed are replaced, new ones inserted, equal ones not written: no key is
+        # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
+        upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
     report.rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
     con.execute("DROP TABLE _clean_new")
     return report

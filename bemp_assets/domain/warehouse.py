@@ -136,9 +136,9 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Session settings every BEMP connection needs, and the schema (idempotent).
 
     ``BEMP_DUCKDB_MEMORY_LIMIT`` (e.g. ``2GB``) caps DuckDB's memory; beyond it DuckDB spills
-    to its temp directory instead of growing (DuckDB's own default is 80 % of RAM). The primary
-    key index of raw.measurements cannot spill: a merge fails with "could not allocate block"
-    when it no longer fits (measured: 3.5 million new rows do not fit in 300 MB).
+    to its temp directory instead of growing (DuckDB's own default is 80 % of RAM). The raw
+    tables have no key index (which could not spill), so a merge under a cap spills rather than
+    fails; a warehouse created with those keys is rebuilt without them (:func:`drop_enforced_keys`).
     """
     import os
 
