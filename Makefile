@@ -13,7 +13,7 @@ export BEMP_GATEWAY_TOKEN ?= dev-gateway-token
 export BEMP_IPANEL_URL ?= http://127.0.0.1:8702
 export BEMP_IPANEL_TOKEN ?= dev-ipanel-token
 
-.PHONY: install run test dev serve bench clean
+.PHONY: install run run-lake test dev serve bench bench-lake clean
 
 $(BIN)/bemp: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -33,6 +33,13 @@ run: install
 	$(BIN)/bemp models train
 	$(BIN)/bemp report refresh
 
+# the scale-out profile on this machine: a PostgreSQL server from pip (started and stopped by
+# the command) holds the DuckLake catalog and the Dagster instance; data as Parquet under
+# $(BEMP_HOME)/lake; the days run as 2 runs at once (docs/deploy.md)
+run-lake: install
+	$(BIN)/bemp seed-sample
+	$(BIN)/bemp run --backend lake --workers 2 --with-reference-servers
+
 # two workers (this machine has two cores); a module's tests stay on one worker so its
 # module-scoped warehouse is built once; the slowest tests are listed for CI's record
 test: install
@@ -49,6 +56,9 @@ serve: install
 bench: install
 	$(BIN)/python bench/bench_pipeline.py
 
+bench-lake: install
+	$(BIN)/python bench/bench_lake.py
+
 clean:
-	rm -rf $(BEMP_HOME)/inbox $(BEMP_HOME)/artifacts $(BEMP_HOME)/warehouse.duckdb $(BEMP_HOME)/warehouse.duckdb.wal
+	rm -rf $(BEMP_HOME)/inbox $(BEMP_HOME)/artifacts $(BEMP_HOME)/warehouse.duckdb $(BEMP_HOME)/warehouse.duckdb.wal $(BEMP_HOME)/lake
 	find $(DAGSTER_HOME) -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

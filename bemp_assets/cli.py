@@ -66,7 +66,7 @@ def inbox_day_spans(settings: Settings, config) -> list[tuple[date, date]]:
 
 
 def run(settings: Settings, start: str | None, end: str | None, select: str | None, instance=None,
-        job_name: str | None = None, refresh_status: bool = True) -> int:
+        job_name: str | None = None, refresh_status: bool = True, workers: int = 1) -> int:
     """Launch a partitioned job of the ``bemp`` code location, one run per range of days, each
     executed in this process; then refresh the ops snapshots. Without dates, the ranges are
     those the inbox files hold (CSV pipeline).
@@ -74,9 +74,14 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
     ``instance`` defaults to the one DAGSTER_HOME points at, so the runs show in `make dev`,
     with their code location, in the timeline. Runs whose process died are failed first, so
     their pool slots no longer block this one.
+
+    On DuckLake, ``workers`` > 1 splits each range into that many runs executed at once, each
+    by its own ``bemp run`` process on the same instance (DAGSTER_HOME); every run executes its
+    steps in its process (in-process executor, chosen by run config).
     """
     from dagster import DagsterInstance
 
+    from bemp_assets.domain.lake import is_lake
     from bemp_assets.jobs import PIPELINE_JOB
     from bemp_assets.launch import code_location
     from bemp_assets.runs import reap_dead_runs
@@ -86,19 +91,29 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
     instance = instance or DagsterInstance.get()
     for reaped in reap_dead_runs(instance):
         print(f"run {reaped.run_id} ({reaped.job_name}) marked failed: {reaped.reason}; its pool slot is free")
+    lake = is_lake(settings.warehouse)
+    if workers > 1 and not lake:
+        raise CliError(f"--workers {workers}: the embedded warehouse file takes one writer; parallel runs need "
+                       f"BEMP_WAREHOUSE=ducklake:... or --backend lake")
+    # DuckLake's code location defaults to the multiprocess executor; `bemp run` keeps a run in its process
+    run_config = {"execution": {"config": {"in_process": {}}}} if lake else {}
     with settings_env(settings), code_location(instance) as location:
-        failed = _run_spans_of_job(instance, location, job_name, spans, select)
+        if workers > 1:
+            failed = [f for first, last in spans for f in run_in_parallel(settings, first, last, select, job_name, workers)]
+        else:
+            failed = _run_spans_of_job(instance, location, job_name, spans, select, run_config)
         if failed is None:
             return 130
         if failed:
             print(f"{len(failed)} of {len(spans)} run(s) failed: {'; '.join(failed)}", file=sys.stderr)
         if not refresh_status:
             return 1 if failed else 0
-        refreshed = _refresh_ops(instance, location)
+        refreshed = _refresh_ops(instance, location, run_config)
     return 0 if refreshed and not failed else 1
 
 
-def _run_spans_of_job(instance, location, job_name: str, spans: list[tuple[str, str]], select: str | None) -> list[str] | None:
+def _run_spans_of_job(instance, location, job_name: str, spans: list[tuple[str, str]], select: str | None,
+                      run_config: dict) -> list[str] | None:
     """One run of ``job_name`` per span of days, in this process; the spans whose run failed
     (the others go on), or None when a run was cancelled (Ctrl-C)."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -111,7 +126,7 @@ def _run_spans_of_job(instance, location, job_name: str, spans: list[tuple[str, 
         print(f"running {job_name} over {first} .. {last} (one run)")
         created = create_run(instance, location, job_name,
                              {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-                             {}, selection or _job_assets(location, job_name))
+                             run_config, selection or _job_assets(location, job_name))
         ended = execute(instance, created)
         print(f"run {ended.run_id}: {ended.status.value}")
         _report_failed_checks(instance, ended.run_id)
@@ -122,17 +137,43 @@ def _run_spans_of_job(instance, location, job_name: str, spans: list[tuple[str, 
     return failed
 
 
-def _refresh_ops(instance, location) -> bool:
+def _refresh_ops(instance, location, run_config: dict) -> bool:
     """The ops snapshots after the runs: the status job, then the alarms job; whether both succeeded."""
     from bemp_assets.jobs import STATUS_JOB
     from bemp_assets.launch import create_run, execute
     from schedules.alarms import ALARMS_JOB
 
-    status = execute(instance, create_run(instance, location, STATUS_JOB, {}, {}))
+    status = execute(instance, create_run(instance, location, STATUS_JOB, {}, run_config))
     print(f"run {status.run_id} ({STATUS_JOB}): {status.status.value}")
-    alarms = execute(instance, create_run(instance, location, ALARMS_JOB, {}, {}, _job_assets(location, ALARMS_JOB)))
+    alarms = execute(instance, create_run(instance, location, ALARMS_JOB, {}, run_config, _job_assets(location, ALARMS_JOB)))
     print(f"run {alarms.run_id} ({ALARMS_JOB}): {alarms.status.value}")
     return status.is_success and alarms.is_success
+
+
+def split_days(first: str, last: str, parts: int) -> list[tuple[str, str]]:
+    """[first, last] (inclusive days) cut into at most ``parts`` consecutive ranges of nearly
+    equal length."""
+    start, days = date.fromisoformat(first), (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+    bounds = [round(i * days / parts) for i in range(parts + 1)]
+    return [((start + timedelta(days=a)).isoformat(), (start + timedelta(days=b - 1)).isoformat())
+            for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def run_in_parallel(settings: Settings, first: str, last: str, select: str | None, job_name: str,
+                    workers: int) -> list[str]:
+    """Run [first, last] as ``workers`` ranges at once, each by a `bemp run` process of its own
+    (same settings and DAGSTER_HOME); the ranges that failed."""
+    import os
+    import subprocess
+
+    ranges = split_days(first, last, workers)
+    print(f"running {job_name} over {first} .. {last} as {len(ranges)} runs at once: "
+          + ", ".join(f"{a} .. {b}" for a, b in ranges))
+    env = {**os.environ, **settings.to_env()}
+    procs = [(a, b, subprocess.Popen(
+        [sys.executable, "-m", "bemp_assets.cli", "run", "--start", a, "--end", b, "--job", job_name, "--no-refresh",
+         *(["--select", select] if select else [])], env=env)) for a, b in ranges]
+    return [f"{a} .. {b} (worker exit code {code})" for a, b, proc in procs if (code := proc.wait()) != 0]
 
 
 @contextmanager
@@ -171,8 +212,8 @@ def _run_spans(settings: Settings, start: str | None, end: str | None, job_name:
     first_day, last_day = _parse_day("--start", start), _parse_day("--end", end)
     if first_day and last_day and first_day > last_day:
         raise CliError(f"--start {start} is after --end {end}")
-    held = (inbox_day_spans(settings, config) if job_name == PIPELINE_JOB
-            else _live_days_held(settings, config.site.timezone))
+    held = [] if first_day and last_day else (
+        inbox_day_spans(settings, config) if job_name == PIPELINE_JOB else _live_days_held(settings, config.site.timezone))
     wanted = ([(first_day, last_day)] if first_day and last_day
               else [(first_day or a, last_day or b) for a, b in held])
     if not wanted:
@@ -314,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="also start the gateway and iPanel reference servers and run bemp_live over their data")
     run_parser.add_argument("--job", default="bemp_pipeline", choices=["bemp_pipeline", "bemp_live"],
                             help="bemp_pipeline: the CSV inbox (default); bemp_live: the gateway and iPanel APIs")
+    run_parser.add_argument("--backend", choices=["file", "lake"], default=None,
+                            help="lake: start the embedded PostgreSQL and use a DuckLake under $BEMP_HOME/lake "
+                                 "with the Dagster instance on the same server (docs/deploy.md)")
+    run_parser.add_argument("--workers", type=int, default=1,
+                            help="DuckLake only: run the days as this many runs at once, each in its own process")
+    run_parser.add_argument("--no-refresh", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("summary", help="rows per layer, date range and rejects")
     _add_serve_parser(sub)
     status_parser = sub.add_parser("status", help="the installation status board (green/red/black)")
@@ -393,7 +440,7 @@ def dispatch(args, settings: Settings) -> int:
         return 0
     if args.command == "run":
         code = run_command(args, settings)
-        if code in (0, 1):  # the runs happened: show what the warehouse now holds
+        if code in (0, 1) and args.backend != "lake" and not args.no_refresh:  # show what the warehouse now holds
             from bemp_assets.domain.summary import warehouse_summary
 
             print(warehouse_summary(settings.warehouse))
@@ -427,13 +474,32 @@ def dispatch(args, settings: Settings) -> int:
 
 
 def run_command(args, settings: Settings) -> int:
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: expected a number of parallel runs >= 1")
+    if args.backend == "lake":
+        from dagster import DagsterInstance
+
+        from bemp_assets.lake_server import embedded_lake
+
+        with embedded_lake(settings) as (lake, dagster_home), environment({"DAGSTER_HOME": str(dagster_home)}):
+            print(f"DuckLake: catalog {lake.warehouse.describe()}; Dagster instance {dagster_home}")
+            code = _run_sources(args, lake, DagsterInstance.get())
+            from bemp_assets.domain.summary import warehouse_summary
+
+            print(warehouse_summary(lake.warehouse))
+            return code
+    return _run_sources(args, settings)
+
+
+def _run_sources(args, settings: Settings, instance=None) -> int:
+    common = dict(instance=instance, workers=args.workers, refresh_status=not args.no_refresh)
     if not args.with_reference_servers:
-        return run(settings, args.start, args.end, args.select, job_name=args.job)
+        return run(settings, args.start, args.end, args.select, job_name=args.job, **common)
     with reference_servers(settings) as (first, last):
-        csv_code = run(settings, args.start, args.end, args.select, refresh_status=False)
+        csv_code = run(settings, args.start, args.end, args.select, **{**common, "refresh_status": False})
         if csv_code not in (0, 1):
             return csv_code
-        return run(settings, first, last, args.select, job_name="bemp_live") or csv_code
+        return run(settings, first, last, args.select, job_name="bemp_live", **common) or csv_code
 
 
 def _add_serve_parser(sub) -> None:

@@ -1,7 +1,7 @@
 """The one Definitions of BEMP, assembled explicitly from the layer modules."""
 from __future__ import annotations
 
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import Definitions, EnvVar
 
 from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.alarms import build_alarm_assets, build_notifiers
@@ -16,7 +16,9 @@ from bemp_assets.assets.raw import build_raw_assets
 from bemp_assets.assets.report import build_snapshot_asset
 from bemp_assets.automation import build_automation_sensor
 from bemp_assets.domain.config import load_config
+from bemp_assets.domain.lake import LakeTarget
 from bemp_assets.domain.settings import Settings
+from bemp_assets.executor import build_executor
 from bemp_assets.jobs import build_buildings_job, build_kpi_job, build_live_job, build_pipeline_job, build_status_job
 from bemp_assets.partitions import daily_partitions
 from resources import CsvInboxResource, GatewayClient, IPanelClient, WarehouseResource
@@ -27,6 +29,7 @@ from sensors import build_inbox_sensor, build_live_sensors, build_run_hygiene_se
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
+    lake = isinstance(settings.warehouse, LakeTarget)
     config = load_config(settings.config_dir)
     partitions = daily_partitions(config.site)
     csv_raw = build_raw_assets(config, partitions)
@@ -66,11 +69,11 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             build_run_hygiene_sensor(),
             ml_drift,
         ],
-        # every warehouse step holds the one `duckdb` pool slot, so steps run one at a time
-        # anyway: one process per run keeps them cheap and gives run hygiene one pid to watch
-        executor=in_process_executor,
+        # in-process on the embedded file (one writer); parallel on DuckLake (bemp_assets/executor.py)
+        executor=build_executor(lake),
         resources={
-            "warehouse": WarehouseResource(database=str(settings.warehouse)),
+            "warehouse": WarehouseResource(database=str(settings.warehouse),
+                                           lake_data_path=settings.warehouse.data_path if lake else ""),
             "inbox": CsvInboxResource(inbox_dir=str(settings.inbox)),
             "gateway": GatewayClient(base_url=EnvVar("BEMP_GATEWAY_URL"), token=EnvVar("BEMP_GATEWAY_TOKEN")),
             "ipanel": IPanelClient(base_url=EnvVar("BEMP_IPANEL_URL"), token=EnvVar("BEMP_IPANEL_TOKEN")),

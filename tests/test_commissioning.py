@@ -14,7 +14,9 @@ T0 = datetime(2021, 3, 1, tzinfo=UTC)  # a Monday, no DST change near it
 
 def seed(con, variable, offsets_min, values, kind="instantaneous", interval_s=600, source="test", parameter="temperature"):
     now = datetime.now(UTC)
-    con.execute("INSERT OR REPLACE INTO meta.variables VALUES (?, ?, 'site', ?, ?, NULL, NULL, ?, NULL, 'UTC', ?, ?, ?)",
+    # meta.variables has no key to replace on (portable DDL): delete, then insert
+    con.execute("DELETE FROM meta.variables WHERE variable_id = ?", [variable])
+    con.execute("INSERT INTO meta.variables VALUES (?, ?, 'site', ?, ?, NULL, NULL, ?, NULL, 'UTC', ?, ?, ?)",
                 [variable, source, variable.split(".")[0], parameter, kind, interval_s, now, now])
     frame = pd.DataFrame({"variable_id": variable, "ts": [T0 + timedelta(minutes=m) for m in offsets_min],
                           "value": values, "source_file": "crafted.csv", "source_line": 0, "ingested_at": now})

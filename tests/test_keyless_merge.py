@@ -82,7 +82,7 @@ def test_a_warehouse_with_the_old_keys_is_rebuilt_without_them(tmp_path):
         con.execute("CREATE TABLE raw.measurements (variable_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, "
                     "value DOUBLE NOT NULL, source_file VARCHAR NOT NULL, source_line INTEGER, "
                     "ingested_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (variable_id, ts))")
-        con.execute("INSERT INTO raw.measurements VALUES ('d1.p', '2024-01-01 00:00+00', 1.5, 'a.csv', 2, '2024-01-02 00:00+00')")
+        con.execute("INSERT INTO raw.measurements VALUES ('d1.p', '2024-01-01 00:00:00+00', 1.5, 'a.csv', 2, '2024-01-02 00:00:00+00')")
     with prepare(duckdb.connect(path)) as con:
         assert constraints(con) == []
         rows = con.execute("SELECT variable_id, value, source_file, source_line FROM raw.measurements").fetchall()

@@ -49,7 +49,7 @@ def test_reach_sample_autumn_fold_keeps_both_hours(con, config):
     parsed = parse(con, config, SAMPLE / "reach_residential4_2016-10.csv", "reach_residential")
     assert parsed.error is None and len(parsed.rejects) == 0
     grid = "7f6eca13160d9ddd2584.active_energy"
-    got = con.execute(f"SELECT ts, value FROM t WHERE variable_id = '{grid}' AND ts BETWEEN '2016-10-29 23:00Z' AND '2016-10-30 02:00Z' ORDER BY ts").fetchall()
+    got = con.execute(f"SELECT ts, value FROM t WHERE variable_id = '{grid}' AND ts BETWEEN '2016-10-29 23:00:00Z' AND '2016-10-30 02:00:00Z' ORDER BY ts").fetchall()
     # local 01:00 CEST, 02:00 CEST, 02:00 CET, 03:00 CET -> four distinct UTC hours
     assert [t for t, _ in got] == [datetime(2016, 10, 29, 23, tzinfo=UTC), datetime(2016, 10, 30, 0, tzinfo=UTC),
                                    datetime(2016, 10, 30, 1, tzinfo=UTC), datetime(2016, 10, 30, 2, tzinfo=UTC)]

@@ -99,7 +99,7 @@ def test_layers_metadata_and_no_duplicates(pipeline):
     settings, instance = pipeline
     assert query(settings, "SELECT count(*) - count(DISTINCT (variable_id, ts)) FROM clean.measurements")[0][0] == 0
     # the two REACH exports overlap on 2016-11-01: stored once
-    overlap = query(settings, "SELECT count(*) FROM raw.measurements WHERE variable_id = ? AND ts >= '2016-10-31 23:00Z' AND ts < '2016-11-01 23:00Z'",
+    overlap = query(settings, "SELECT count(*) FROM raw.measurements WHERE variable_id = ? AND ts >= '2016-10-31 23:00:00Z' AND ts < '2016-11-01 23:00:00Z'",
                     [f"{GRID}.active_energy"])[0][0]
     assert overlap == 24
     assert query(settings, "SELECT count(*) FROM raw.rejects")[0][0] == 0

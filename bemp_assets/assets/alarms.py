@@ -29,7 +29,7 @@ from bemp_assets.domain.settings import Settings
 from resources import WarehouseResource
 from resources.notify import AppriseNotifier, WebhookNotifier
 
-from .common import WAREHOUSE_POOL
+from .common import WAREHOUSE_POOL, retry_on_conflict
 
 EVENTS_KEY = AssetKey(["alarms", "events"])
 NOTIFICATIONS_KEY = AssetKey(["alarms", "notifications"])
@@ -49,6 +49,7 @@ def build_alarm_assets(upstream: list[AssetKey], config: BempConfig, settings: S
                                        description="every alarm rule selects at least one variable")],
            description="ops.alarm_events and the board ops.alarms_active: every rule of alarms.yaml evaluated "
                        "incrementally over clean (a changed rule replayed over all history).")
+    @retry_on_conflict  # DuckLake: a write-write conflict runs the step again
     def alarm_events(context: AssetExecutionContext, warehouse: WarehouseResource):
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:

@@ -1,8 +1,12 @@
 """What every warehouse asset shares: the pool, the time windows it covers, its metadata."""
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+import random
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import duckdb
 import pandas as pd
@@ -13,11 +17,14 @@ from dagster import (
     BackfillPolicy,
     MetadataValue,
     PartitionsDefinition,
+    RetryRequested,
     TableColumn,
     TableSchema,
     TimeWindowPartitionsDefinition,
     multi_asset,
 )
+
+from bemp_assets.domain.lake import is_conflict, is_lake
 
 # DuckDB allows one writing process per file: every step touching the warehouse runs in this
 # pool, limited to 1 in .dagster_home/dagster.yaml (pools: default_limit: 1).
@@ -25,6 +32,11 @@ WAREHOUSE_POOL = "duckdb"
 # A backfill of many days is processed this many partitions at a time: memory stays flat
 # and the Dagster log shows progress per chunk.
 CHUNK_DAYS = 31
+# On DuckLake (BEMP_WAREHOUSE=ducklake:...) many processes write at once: a backfill becomes
+# runs of this many days each, which the run queue executes in parallel (deploy/lake/).
+LAKE_DAYS_PER_RUN = 7
+# a step that loses a write-write conflict on DuckLake is run again, at most this many times
+CONFLICT_RETRIES = 5
 
 
 def run_window(context: AssetExecutionContext) -> tuple[datetime, datetime]:
@@ -103,11 +115,53 @@ def warehouse_asset(*, key: list[str], description: str, group_name: str, partit
     ``backfill_policy`` is a stable parameter (``@asset``'s is marked beta and warns at every
     definition load). ``spec`` takes AssetSpec's fields (kinds, deps, metadata, code_version,
     automation_condition). The op keeps @asset's name (``raw__steel_plant``)."""
-    return multi_asset(
+    decorate = multi_asset(
         name="__".join(key),
         specs=[AssetSpec(key=key, description=description, group_name=group_name, **spec)],
         partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         pool=WAREHOUSE_POOL,
         check_specs=check_specs,
     )
+    return lambda compute: decorate(retry_on_conflict(compute))
+
+
+def lake_profile() -> bool:
+    """Whether this code location writes a DuckLake (read when the definitions load)."""
+    return is_lake(os.environ.get("BEMP_WAREHOUSE", ""))
+
+
+def backfill_policy() -> BackfillPolicy:
+    """One run per range on the embedded file (one writer anyway); runs of LAKE_DAYS_PER_RUN
+    days on DuckLake, so a backfill's days are written in parallel."""
+    return BackfillPolicy.multi_run(LAKE_DAYS_PER_RUN) if lake_profile() else BackfillPolicy.single_run()
+
+
+def retry_on_conflict(compute: Callable) -> Callable:
+    """``compute`` whose write-write conflict with a concurrent transaction (DuckLake) asks
+    Dagster to run the step again (logged as a step retry, at most CONFLICT_RETRIES times, after
+    a jittered wait). Every BEMP write is idempotent (windowed delete-then-insert or anti-join
+    insert), so a step that ran again leaves what one run would have."""
+    if inspect.isgeneratorfunction(compute):
+        @functools.wraps(compute)
+        def generator(*args, **kwargs):
+            try:
+                yield from compute(*args, **kwargs)
+            except Exception as exc:
+                _retry_if_conflict(exc)
+                raise
+        return generator
+
+    @functools.wraps(compute)
+    def plain(*args, **kwargs):
+        try:
+            return compute(*args, **kwargs)
+        except Exception as exc:
+            _retry_if_conflict(exc)
+            raise
+    return plain
+
+
+def _retry_if_conflict(exc: Exception) -> None:
+    if is_conflict(exc):
+        raise RetryRequested(max_retries=CONFLICT_RETRIES, seconds_to_wait=round(0.5 + random.random() * 2, 2)) from exc

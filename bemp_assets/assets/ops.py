@@ -22,7 +22,7 @@ from bemp_assets.domain.settings import Settings
 from bemp_assets.domain.status import current_board, format_board, source_heatmaps, write_status
 from resources import WarehouseResource
 
-from .common import WAREHOUSE_POOL, column_schema
+from .common import WAREHOUSE_POOL, column_schema, retry_on_conflict
 
 
 def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Settings) -> list[AssetsDefinition]:
@@ -34,6 +34,7 @@ def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Set
                        "longer than its freshness limit, with last_seen) or black (expected, never reported), with "
                        "the days judged incomplete or without any data. Judged now while data is live, at the "
                        "newest reading when the data is historical (the header says which).")
+    @retry_on_conflict  # DuckLake: a write-write conflict runs the step again
     def installation_status_board(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.session() as con:
             when, board = current_board(con, config, datetime.now(timezone.utc))
@@ -55,6 +56,7 @@ def build_ops_assets(raw_keys: list[AssetKey], config: BempConfig, settings: Set
            description="Missing-data heat maps: per source, variable x site-local day over the source's own life "
                        "(first to last reading), coloured by the share of expected readings (PNGs in "
                        "$BEMP_HOME/artifacts, one metadata entry per source).")
+    @retry_on_conflict  # DuckLake: a write-write conflict runs the step again
     def coverage_heatmap(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.session() as con:
             maps = source_heatmaps(con, config.site.timezone, settings.artifacts)

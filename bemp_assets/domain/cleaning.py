@@ -20,7 +20,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import registered, transaction
+from .warehouse import registered, transaction, upsert
 
 @dataclass
 class CleanReport:
@@ -116,9 +116,9 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
         """, {"start": start, "end": end})
     with transaction(con), registered(con, profiles=profiles):
         _write_window(con, start, end, report)
-        # delete then insert: no ON CONFLICT, so no key need be enforced on meta.clean_variables
-        con.execute("DELETE FROM meta.clean_variables WHERE variable_id IN (SELECT variable_id FROM profiles)")
-        con.execute("INSERT INTO meta.clean_variables SELECT * FROM profiles")
+        # rows that changed are replaced, new ones inserted, equal ones not written: no key is
+        # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
+        upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
     report.rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
     con.execute("DROP TABLE _clean_new")
     return report

@@ -6,6 +6,10 @@ tool's query), so it is retried for ``BEMP_LOCK_WAIT`` seconds (default 30), eve
 second; then the error names the process that holds the lock. Any other I/O error means the
 file is damaged or not a DuckDB file: retrying cannot help, so it fails at once with what to do.
 BI tools should read the published snapshot, not the live file (docs/warehouse.md).
+
+The warehouse can also be a DuckLake (``BEMP_WAREHOUSE=ducklake:postgres:...``, see
+``lake.py``): there is no file lock to wait for, and ``connect`` returns a session with the lake
+attached and selected, so callers run the same SQL on either backend.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import time
 from pathlib import Path
 
 import duckdb
+
+from .lake import LakeError, LakeTarget, is_lake, open_lake, target_from_env
 
 DEFAULT_LOCK_WAIT_S = 30.0
 RETRY_EVERY_S = 0.25
@@ -61,8 +67,35 @@ def lock_holder(message: str) -> str:
     return f"PID {pid} ({command[:160]})"
 
 
-def connect(path: Path | str, read_only: bool = False, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse file, or a WarehouseError after at most ``wait_s``."""
+Target = Path | LakeTarget
+
+
+def warehouse_target(value: str | Path | LakeTarget, env=None) -> Target:
+    """``BEMP_WAREHOUSE``'s value as a target: a LakeTarget for ``ducklake:...``, else the
+    file's absolute path."""
+    if isinstance(value, LakeTarget):
+        return value
+    if is_lake(value):
+        try:
+            return target_from_env(str(value), os.environ if env is None else env)
+        except LakeError as exc:
+            raise WarehouseError(str(exc)) from None
+    return Path(value).expanduser().resolve()
+
+
+def describe(target: Target) -> str:
+    """The target for messages: the file path, or the lake's catalog and data path (no password)."""
+    return target.describe() if isinstance(target, LakeTarget) else str(target)
+
+
+def connect(path: Target | str, read_only: bool = False, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse, or a WarehouseError (for a file: after at most ``wait_s``
+    of waiting for another process's lock)."""
+    if is_lake(path):
+        try:
+            return open_lake(warehouse_target(path), read_only=read_only)
+        except LakeError as exc:
+            raise WarehouseError(str(exc)) from None
     path = Path(path)
     wait_s = lock_wait_seconds() if wait_s is None else wait_s
     deadline = time.monotonic() + wait_s

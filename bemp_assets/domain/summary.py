@@ -1,9 +1,7 @@
 """A short text summary of the warehouse, for the terminal after `make run`."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from .connection import connect
+from .connection import Target, connect, describe
 
 from .status import stored_board_time
 
@@ -12,15 +10,15 @@ LAYER_TABLES = ["meta.variables", "raw.measurements", "raw.rejects", "raw.revisi
                 "agg.hourly", "agg.daily", "ops.commissioning_results", "ops.installation_status"]
 
 
-def warehouse_summary(path: Path, live_within_s: int = 2 * 86400) -> str:
+def warehouse_summary(path: Target, live_within_s: int = 2 * 86400) -> str:
     """Rows per table, readings per source, rejects, and the stored board's colours with the
     instant it was judged at (``live_within_s``: the default freshness limit, see
     status.board_time)."""
-    if not Path(path).exists():
+    if not path.exists():
         return f"warehouse {path} does not exist yet: run `make run` or `bemp run` first"
     with connect(path, read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
-        lines = [f"warehouse: {path}"]
+        lines = [f"warehouse: {describe(path)}"]
         for table in LAYER_TABLES:
             count = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             lines.append(f"  {table:<28} {count:>10,} rows")

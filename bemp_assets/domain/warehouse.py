@@ -5,6 +5,11 @@ Layer rules:
   different value for the same key replaces it and the change is logged in ``raw.revisions``.
   Nothing is ever deleted from raw, so removing a file from the inbox loses nothing.
 * ``clean`` and ``agg`` are derived: a partition run replaces exactly its time window.
+
+Portable DDL: the same statements create the embedded file and a DuckLake (lake.py), which has
+no PRIMARY KEY, UNIQUE, CHECK or index. So no write relies on a key: windowed
+delete-then-insert, anti-join inserts and :func:`upsert` inside one transaction. Warehouses
+created before keep their old constraints; nothing depends on them.
 """
 from __future__ import annotations
 
@@ -27,14 +32,14 @@ CREATE SCHEMA IF NOT EXISTS clean;
 CREATE SCHEMA IF NOT EXISTS agg;
 CREATE SCHEMA IF NOT EXISTS ops;
 CREATE TABLE IF NOT EXISTS meta.variables (
-    variable_id VARCHAR PRIMARY KEY,
+    variable_id VARCHAR NOT NULL,   -- unique: written by upsert()
     source VARCHAR NOT NULL,
     site VARCHAR,
     device VARCHAR NOT NULL,
     parameter VARCHAR NOT NULL,
     original_name VARCHAR,
     unit VARCHAR,
-    kind VARCHAR NOT NULL CHECK (kind IN ('instantaneous', 'cumulative', 'interval', 'state')),
+    kind VARCHAR NOT NULL,          -- instantaneous, cumulative, interval or state (config.py)
     category VARCHAR,
     timezone VARCHAR NOT NULL,
     expected_interval_s INTEGER NOT NULL,
@@ -66,7 +71,7 @@ CREATE TABLE IF NOT EXISTS raw.rejects (
     field VARCHAR NOT NULL,
     raw_text VARCHAR,
     reason VARCHAR NOT NULL,
-    rejected_at TIMESTAMPTZ NOT NULL
+    rejected_at TIMESTAMPTZ NOT NULL  -- one row per (source_file, file_sha256, line, field): store_rejects()
 );
 CREATE TABLE IF NOT EXISTS clean.measurements (
     variable_id VARCHAR NOT NULL,
@@ -79,7 +84,7 @@ CREATE TABLE IF NOT EXISTS clean.measurements (
 ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain VARCHAR;
 ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain_version VARCHAR;
 CREATE TABLE IF NOT EXISTS meta.clean_variables (
-    variable_id VARCHAR PRIMARY KEY,
+    variable_id VARCHAR NOT NULL,   -- unique: written by upsert()
     chain VARCHAR,
     chain_version VARCHAR,
     clean_kind VARCHAR NOT NULL,
@@ -105,7 +110,7 @@ CREATE TABLE IF NOT EXISTS ops.installation_status (
     device VARCHAR NOT NULL,
     variable_id VARCHAR,             -- NULL on device rows
     source VARCHAR,
-    status VARCHAR NOT NULL CHECK (status IN ('green', 'red', 'black')),
+    status VARCHAR NOT NULL,         -- 'green', 'red' or 'black' (status.py)
     first_seen TIMESTAMPTZ,
     last_seen TIMESTAMPTZ,
     completeness_7d DOUBLE,
@@ -115,6 +120,9 @@ CREATE TABLE IF NOT EXISTS ops.installation_status (
 -- days judged incomplete or without any data (docs/commissioning.md, status board); added in place
 ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS incomplete_days INTEGER;
 ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS no_data_days INTEGER;
+-- one row that writers of unwindowed tables update first (claim_global_write)
+CREATE TABLE IF NOT EXISTS meta.write_claims (name VARCHAR NOT NULL, claimed_at TIMESTAMPTZ);
+INSERT INTO meta.write_claims SELECT 'global', NULL WHERE NOT EXISTS (SELECT 1 FROM meta.write_claims);
 """
 # agg.hourly and agg.daily share their statistics columns; only the bucket differs
 _AGG_STATS = "mean DOUBLE, min DOUBLE, max DOUBLE, sum DOUBLE, n INTEGER NOT NULL, coverage DOUBLE NOT NULL"
@@ -186,6 +194,46 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+def claim_global_write(con: duckdb.DuckDBPyConnection) -> None:
+    """Make this transaction conflict with any concurrent one that also claims (call it inside
+    the transaction, before writing an unwindowed table such as meta.variables).
+
+    Without keys, two processes that insert the same new key at once would both succeed (a
+    DuckLake conflict needs a delete: a transaction that writes a table conflicts with a
+    concurrent one that deleted from it). Updating the one claims row is such a delete, so the
+    later of two claimants fails at COMMIT, is retried, and then sees the other's rows. On the
+    embedded file there is one writer: the update costs nothing.
+    """
+    con.execute("UPDATE meta.write_claims SET claimed_at = now()")
+
+
+def upsert(con: duckdb.DuckDBPyConnection, table: str, new: str, keys: Sequence[str],
+           ignore: Sequence[str] = (), keep_old: Sequence[str] = ()) -> int:
+    """Make ``table``'s rows for the keys in ``new`` (a view or temp table with the table's
+    columns, one row per key) equal those of ``new``, without a key constraint: rows whose
+    compared columns differ are deleted and inserted again, new keys inserted, equal rows not
+    touched (no write at all when nothing changed). ``ignore``: columns not compared (e.g.
+    updated_at); ``keep_old``: columns that keep their stored value (e.g. first_seen). Call it
+    inside a transaction. Returns the rows written."""
+    columns = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()]
+    compared = [c for c in columns if c not in keys and c not in ignore and c not in keep_old]
+    differs = " OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in compared) or "FALSE"
+    chosen = ", ".join(f"coalesce(o.{c}, n.{c}) AS {c}" if c in keep_old else f"n.{c}" for c in columns)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _upsert AS
+        SELECT DISTINCT {chosen} FROM {new} n LEFT JOIN {table} o USING ({', '.join(keys)})
+        WHERE o.{keys[0]} IS NULL OR {differs}
+    """)
+    written = con.execute("SELECT count(*) FROM _upsert").fetchone()[0]
+    if written:
+        claim_global_write(con)
+        same_key = " AND ".join(f"u.{k} = {table}.{k}" for k in keys)
+        con.execute(f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM _upsert u WHERE {same_key})")
+        con.execute(f"INSERT INTO {table} SELECT * FROM _upsert")
+    con.execute("DROP TABLE _upsert")
+    return int(written)
+
+
 @dataclass
 class IngestReport:
     """What one merge did. Every record read ends in exactly one place, so
@@ -249,21 +297,17 @@ def _upsert_variables(con, source, tz: str, parsed: Sequence[ParsedFile], now: d
     if not frames:
         return 0
     variables = pd.concat(frames).drop_duplicates("variable_id", keep="last")
-    described = ("SELECT variable_id, ? AS source, ? AS site, device, parameter, original_name, unit, kind, category, "
-                 "? AS timezone, ? AS expected_interval_s FROM new_variables")
-    values = [source.name, source.site, tz, source.expected_interval]
-    changed = ["source", "site", "device", "parameter", "original_name", "unit", "kind", "category",
-               "timezone", "expected_interval_s"]
     with registered(con, new_variables=variables):
-        con.execute(f"""
-            UPDATE meta.variables m SET {', '.join(f'{c} = v.{c}' for c in changed)}, updated_at = ?
-            FROM ({described}) v WHERE m.variable_id = v.variable_id
-        """, [now, *values])
-        con.execute(f"""
-            INSERT INTO meta.variables
-            SELECT v.*, ? AS first_seen, ? AS updated_at FROM ({described}) v
-            ANTI JOIN meta.variables USING (variable_id)
-        """, [now, now, *values])
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _variables AS
+            SELECT variable_id, ? AS source, ? AS site, device, parameter, original_name, unit, kind, category,
+                   ? AS timezone, ? AS expected_interval_s, ? AS first_seen, ? AS updated_at
+            FROM new_variables
+        """, [source.name, source.site, tz, source.expected_interval, now, now])
+    # rows whose description changed are replaced (first_seen kept), new ones inserted; equal
+    # ones are not written at all, so concurrent runs of one source do not conflict (upsert)
+    upsert(con, "meta.variables", "_variables", ["variable_id"], keep_old=["first_seen"])
+    con.execute("DROP TABLE _variables")
     return len(variables)
 
 
@@ -299,14 +343,17 @@ def store_rejects(con, source_name: str, rejects: pd.DataFrame, now: datetime) -
     if not len(rejects):
         return 0
     with registered(con, new_rejects=rejects):
-        inserted = con.execute("""
-            INSERT INTO raw.rejects
-            SELECT ?, source_file, file_sha256, line, field, raw_text, reason, ?
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _rejects AS
+            SELECT ? AS source, source_file, file_sha256, line, field, raw_text, reason, ? AS rejected_at
             FROM (SELECT *, row_number() OVER () AS n FROM new_rejects)
-            ANTI JOIN raw.rejects USING (source_file, file_sha256, line, field)
             QUALIFY row_number() OVER (PARTITION BY source_file, file_sha256, line, field ORDER BY n) = 1
-        """, [source_name, now]).fetchall()[0][0]
-    return int(inserted)
+        """, [source_name, now])
+    # only new keys are inserted: a reject already stored is kept as it is (its first rejected_at)
+    inserted = upsert(con, "raw.rejects", "_rejects", ["source_file", "file_sha256", "line", "field"],
+                      ignore=["source", "raw_text", "reason", "rejected_at"])
+    con.execute("DROP TABLE _rejects")
+    return inserted
 
 
 def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[ParsedFile],
