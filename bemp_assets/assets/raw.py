@@ -9,6 +9,7 @@ The metadata accounts for every record read (docs/warehouse.md, "Accounting").
 """
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from dagster import (
     AssetCheckSeverity,
@@ -20,6 +21,7 @@ from dagster import (
     PartitionsDefinition,
 )
 
+from bemp_assets.api.registry import with_registered_parameters
 from bemp_assets.domain.config import BempConfig, SourceConfig
 from bemp_assets.domain.parsing import parse_file, partition_range
 from bemp_assets.domain.warehouse import IngestReport, ingest
@@ -55,13 +57,14 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
     def raw_source(context: AssetExecutionContext, warehouse: WarehouseResource, inbox: CsvInboxResource):
         start, end = run_window(context)
         files = inbox.files(source, config)
+        reading = with_registered_parameters(source, Path(inbox.inbox_dir).parent)
         context.log.info(f"{source.name}: {len(files)} file(s) in the inbox, window {start} .. {end}")
         bounds = partition_range(config.site)
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
             parsed = []
             for index, f in enumerate(files, start=1):
-                result = parse_file(con, f.path, source, tz, prefix=f"stage_{index}", bounds=bounds)
+                result = parse_file(con, f.path, reading, tz, prefix=f"stage_{index}", bounds=bounds)
                 parsed.append(result)
                 if result.error:
                     context.log.warning(f"[{index}/{len(files)}] file rejected whole: {result.error}")

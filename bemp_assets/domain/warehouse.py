@@ -117,6 +117,12 @@ CREATE TABLE IF NOT EXISTS ops.installation_status (
 -- days judged incomplete or without any data (docs/commissioning.md, status board); added in place
 ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS incomplete_days INTEGER;
 ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS no_data_days INTEGER;
+-- every API request: who (token id, never the token), what, when, rows, outcome (docs/api.md)
+CREATE TABLE IF NOT EXISTS ops.api_audit (
+    audit_id BIGINT NOT NULL, requested_at TIMESTAMPTZ NOT NULL, token_id VARCHAR, method VARCHAR NOT NULL,
+    path VARCHAR NOT NULL, variable_id VARCHAR, batch_id VARCHAR, rows_accepted INTEGER,
+    rows_rejected INTEGER, status INTEGER NOT NULL, outcome VARCHAR NOT NULL
+);
 """
 # agg.hourly and agg.daily share their statistics columns; only the bucket differs
 _AGG_STATS = "mean DOUBLE, min DOUBLE, max DOUBLE, sum DOUBLE, n INTEGER NOT NULL, coverage DOUBLE NOT NULL"
