@@ -20,7 +20,7 @@ def build_api_audit_asset(api_raw_keys: list[AssetKey], settings: Settings) -> A
     def api_audit(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.session() as con:
             added = load_audit(con, settings.home)
-            (total,) = con.execute("SELECT count(*) FROM ops.api_audit").fetchone()
+            (total,) = con.execute("SELECT count(*) FROM ops.api_audit").fetchall()[0]
         context.log.info(f"ops.api_audit: {added} new audit row(s), {total} in all")
         return MaterializeResult(metadata={"dagster/row_count": int(total), "added": added})
 

@@ -18,7 +18,7 @@ from .store import AUDIT_COLUMNS, read_only_rows, state_path
 
 def load_audit(con: duckdb.DuckDBPyConnection, home: Path) -> int:
     """Copy the audit rows newer than the newest already loaded; returns how many were added."""
-    (last,) = con.execute("SELECT coalesce(max(audit_id), 0) FROM ops.api_audit").fetchone()
+    (last,) = con.execute("SELECT coalesce(max(audit_id), 0) FROM ops.api_audit").fetchall()[0]
     rows = read_only_rows(state_path(home), f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE audit_id > ? "
                                             "ORDER BY audit_id", (int(last),))
     if not rows:
