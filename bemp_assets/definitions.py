@@ -11,6 +11,7 @@ from bemp_assets.assets.live import GATEWAY_KEY, build_live_assets
 from bemp_assets.assets.ml import build_ml_assets, build_ml_triggers
 from bemp_assets.assets.ops import build_ops_assets
 from bemp_assets.assets.raw import build_raw_assets
+from bemp_assets.assets.report import build_snapshot_asset
 from bemp_assets.automation import build_automation_sensor
 from bemp_assets.domain.config import load_config
 from bemp_assets.domain.settings import Settings
@@ -42,7 +43,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     alarm_assets = build_alarm_assets([clean.key, *(a.key for a in aggregates if a.key.path[-1] == "hourly"), *forecasts],
                                       config, settings)
     alarms_job = build_alarms_job()
-    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *ml, *alarm_assets]
+    snapshot = build_snapshot_asset([*(a.key for a in aggregates), *forecasts, *(k for a in alarm_assets for k in a.keys)],
+                                    settings)
+    assets = [*csv_raw, *live_raw, clean, *aggregates, *ops, *ml, *alarm_assets, snapshot]
     # runs name their assets, so the automation sees what a run materialised (automation.py)
     downstream = [clean.key, *(a.key for a in aggregates)]
     pipeline_assets, live_assets = [*(a.key for a in csv_raw), *downstream], [*live_keys, *downstream]

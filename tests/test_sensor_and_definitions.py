@@ -125,8 +125,9 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
                     AssetKey(["raw", "gateway_measurements"]), AssetKey(["raw", "ipanel_trips"]),
                     AssetKey(["raw", "ipanel_charger_status"]), AssetKey(["raw", "ipanel_charges"]),
                     AssetKey(["alarms", "events"]), AssetKey(["alarms", "notifications"]),
-                    *(AssetKey(["ml", n]) for n in ("features", "models", "tpot_models", "backtests", "forecasts"))}
-    partitioned = {k for k in keys if k.path[0] not in ("ops", "ml", "alarms")} | {AssetKey(["ml", "forecasts"])}
+                    *(AssetKey(["ml", n]) for n in ("features", "models", "tpot_models", "backtests", "forecasts")),
+                    AssetKey(["report", "bi_snapshot"])}
+    partitioned = {k for k in keys if k.path[0] not in ("ops", "ml", "alarms", "kpi", "report")} | {AssetKey(["ml", "forecasts"])}
     for key in keys:
         node = graph.get(key)
         assert node.group_name == key.path[0]

@@ -143,13 +143,14 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     import os
 
     from .alarms import ALARM_DDL
+    from .kpi_store import KPI_DDL
     from .live import LIVE_DDL
 
     con.execute("SET TimeZone = 'UTC'")
     limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
     if limit:
         con.execute("SET memory_limit = ?", [limit])
-    con.execute(DDL + LIVE_DDL + ALARM_DDL)
+    con.execute(DDL + LIVE_DDL + ALARM_DDL + KPI_DDL)
     return con
 
 
