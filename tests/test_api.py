@@ -126,11 +126,16 @@ GOOD = [  # 2016-11-02, 10:00 .. 11:45 at +01:00 = 09:00 .. 10:45 UTC, every 15 
 BAD = [("2016-11-02T12:00:00", 5.0), ("2016-11-02T12:15:00+01:00", "abc"), ("2009-01-01T00:00:00Z", 1.0)]
 
 
-def test_push_while_a_run_holds_the_warehouse_lands_after_it_with_lineage_and_rejects(api):
+@pytest.fixture(scope="module")
+def ingested(api):
+    """One batch (good and bad rows) pushed while another process holds the warehouse for
+    writing, as a long run does; then the landing sensor's run, the audit copy and the BI
+    snapshot. Returns what happened, for the tests below to judge."""
+    from bemp_assets.domain.snapshot import publish_snapshot
+
     api.register("meter7", "active_power", unit="kW", kind="instantaneous", category="electricity")
     warehouse = api.settings.warehouse
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    # another process holds the warehouse for writing, as a long run does
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
                                "print('held', flush=True); sys.stdin.read()", str(warehouse)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -138,27 +143,43 @@ def test_push_while_a_run_holds_the_warehouse_lands_after_it_with_lineage_and_re
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         answer = api.push("meter7.active_power", [*GOOD, *BAD])
-        assert answer.status_code == 202 and time.monotonic() - started < 5
-        with pytest.raises(duckdb.IOException):  # the lock is real: nobody else could open it now
-            duckdb.connect(str(warehouse), read_only=True)
+        elapsed = time.monotonic() - started
+        try:  # the lock is real: no other process could open the warehouse at that moment
+            duckdb.connect(str(warehouse), read_only=True).close()
+            locked = False
+        except duckdb.IOException:
+            locked = True
+        landed_before_run = landing_files(api)
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
-    body = answer.json()
+    with instance_for_test() as instance:
+        runs = ingest_landing(api, instance)
+        again = ingest_landing(api, instance)
+        audit = execute_runs(api, instance, [RunRequest(job_name="bemp_status",
+                                                        asset_selection=[AssetKey(["ops", "api_audit"])])])
+    publish_snapshot(warehouse, api.settings.home / "bi")
+    return dict(answer=answer, elapsed=elapsed, locked=locked, landed=landed_before_run,
+                runs=[r.is_success for r in runs], again=again, audit=[r.is_success for r in audit])
+
+
+def test_a_push_while_a_run_holds_the_warehouse_is_accepted_and_lands_after_it(api, ingested):
+    answer = ingested["answer"]
+    assert ingested["locked"] and answer.status_code == 202 and ingested["elapsed"] < 5
+    assert answer.json()["file"] in ingested["landed"]
+    # one run for the batch, and none once it is ingested in full
+    assert ingested["runs"] == [True] and ingested["again"] == []
+
+
+def test_the_batch_is_in_raw_clean_and_hourly_with_its_id_in_the_lineage_and_its_bad_rows_rejected(api, ingested):
+    body = ingested["answer"].json()
     assert (body["rows_received"], body["rows_accepted"], body["rows_rejected"]) == (11, 8, 3)
     reasons = {r["index"]: r["reason"] for r in body["rejected"]}
     assert sorted(reasons) == [8, 9, 10]
     assert "no UTC offset" in reasons[8] and "'abc' is not a number" in reasons[9] and "outside the partitions" in reasons[10]
     batch_file = f"api_{body['batch_id']}.csv"
-    assert body["file"] == batch_file and batch_file in landing_files(api)
-
-    with instance_for_test() as instance:
-        runs = ingest_landing(api, instance)
-        assert [r.is_success for r in runs] == [True]
-        assert ingest_landing(api, instance) == []  # ingested in full: not requested again
-        audit = RunRequest(job_name="bemp_status", asset_selection=[AssetKey(["ops", "api_audit"])])
-        assert [r.is_success for r in execute_runs(api, instance, [audit])] == [True]
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    assert body["file"] == batch_file
+    with duckdb.connect(str(api.settings.warehouse), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         raw = con.execute("SELECT strftime(ts, '%Y-%m-%dT%H:%M:%S'), value, source_file, source_line FROM raw.measurements "
                           "WHERE variable_id = 'meter7.active_power' ORDER BY ts").fetchall()
@@ -172,13 +193,39 @@ def test_push_while_a_run_holds_the_warehouse_lands_after_it_with_lineage_and_re
         clean = con.execute("SELECT value FROM clean.measurements WHERE variable_id = 'meter7.active_power' "
                             "ORDER BY ts").fetchall()
         assert [v for (v,) in clean] == [v for _, v in GOOD]
-        assert con.execute("SELECT token_id, status, outcome, rows_accepted, rows_rejected FROM ops.api_audit "
-                           "WHERE batch_id = ?", [body["batch_id"]]).fetchall() == [
-            (api.admin[5:13], 202, "accepted", 8, 3)]
         hourly = con.execute("SELECT hour::VARCHAR, mean FROM agg.hourly WHERE variable_id = 'meter7.active_power' "
                              "ORDER BY hour").fetchall()
         assert hourly == [("2016-11-02 09:00:00+00", (1.5 + 2.5 + 3.0 + 4.0) / 4),
                           ("2016-11-02 10:00:00+00", (10.0 + 11.0 + 12.5 + 14.5) / 4)]
+        assert ingested["audit"] == [True]
+        assert con.execute("SELECT token_id, status, outcome, rows_accepted, rows_rejected FROM ops.api_audit "
+                           "WHERE batch_id = ?", [body["batch_id"]]).fetchall() == [
+            (api.admin[5:13], 202, "accepted", 8, 3)]
+
+
+def test_a_read_of_a_range_returns_exactly_the_stored_rows(api, ingested):
+    reader = api.token("bi-reader", ["read"])
+    batch_file = ingested["answer"].json()["file"]
+    path = "/variables/meter7.active_power/data"
+    # 09:15 .. 10:15 UTC (start included, end excluded), given at +01:00: rows 1..4 of GOOD
+    window = {"start": "2016-11-02T10:15:00+01:00", "end": "2016-11-02T11:15:00+01:00"}
+    raw = api.call("GET", path, reader, params={**window, "layer": "raw"}).json()
+    assert [(r["ts"], r["value"], r["source_file"]) for r in raw["data"]] == [
+        (f"2016-11-02T{9 + i // 4:02d}:{15 * (i % 4):02d}:00Z", GOOD[i][1], batch_file) for i in range(1, 5)]
+    assert raw["rows"] == 4 and raw["next_offset"] is None
+    clean = api.call("GET", path, reader, params={**window, "layer": "clean", "limit": 3}).json()
+    assert [r["value"] for r in clean["data"]] == [2.5, 3.0, 4.0] and clean["next_offset"] == 3
+    rest = api.call("GET", path, reader, params={**window, "layer": "clean", "limit": 3, "offset": 3}).json()
+    assert [r["value"] for r in rest["data"]] == [10.0] and rest["next_offset"] is None
+    hourly = api.call("GET", path, reader, params={"layer": "hourly", "format": "csv"})
+    rows = list(csv.DictReader(hourly.text.splitlines()))
+    assert hourly.headers["content-type"].startswith("text/csv")
+    assert [(r["hour"], float(r["mean"])) for r in rows] == [("2016-11-02T09:00:00Z", 2.75), ("2016-11-02T10:00:00Z", 12.0)]
+    assert api.call("GET", path, reader, params={"layer": "daily"}).status_code == 422
+    assert api.call("GET", path, reader, params={"start": "yesterday"}).status_code == 400
+    for endpoint in ("/models", "/forecasts?target=meter7.active_power&day=2016-11-02", "/alarms?active=true"):
+        answer = api.call("GET", endpoint, reader)
+        assert answer.status_code == 200 and answer.json()["data"] == [], endpoint  # nothing trained or raised here
 
 
 def test_a_retried_push_with_the_same_idempotency_key_is_stored_once(api):

@@ -278,19 +278,21 @@ def _add_routes(app: FastAPI, ctx: Context) -> None:
         return _snapshot_page(ctx, reads.LAYERS[layer], {"variable_id": variable_id}, format, limit, offset,
                               {"variable_id": variable_id, "layer": layer}, _instant(start, "start"), _instant(end, "end"))
 
-    @app.get(f"{PREFIX}/models", summary="Forecasting models and their status (read)")
-    def models(limit: int = paging["limit"], offset: int = paging["offset"], format: str = paging["format"],
-               caller: Caller = reader) -> Response:
-        return _snapshot_page(ctx, "models", {}, format, limit, offset, {})
+    @app.get(f"{PREFIX}/models", summary="Trained forecasting models (bi.models), optionally of one target (read)")
+    def models(target: str | None = None, limit: int = paging["limit"], offset: int = paging["offset"],
+               format: str = paging["format"], caller: Caller = reader) -> Response:
+        return _snapshot_page(ctx, "models", {"target": target}, format, limit, offset, {"target": target})
 
-    @app.get(f"{PREFIX}/forecasts", summary="Day-ahead forecasts, by target variable and day (read)")
+    @app.get(f"{PREFIX}/forecasts", summary="Forecasts (bi.forecasts) of a target variable, for a site-local day (read)")
     def forecasts(target: str | None = None, day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$"),
                   limit: int = paging["limit"], offset: int = paging["offset"], format: str = paging["format"],
                   caller: Caller = reader) -> Response:
-        return _snapshot_page(ctx, "forecasts", {"target": target, "target_day": day}, format, limit, offset,
-                              {"target": target, "day": day})
+        start = pd.Timestamp(day, tz=ctx.config.site.timezone).tz_convert("UTC") if day else None
+        end = (pd.Timestamp(day, tz=ctx.config.site.timezone) + pd.Timedelta(days=1)).tz_convert("UTC") if day else None
+        return _snapshot_page(ctx, "forecasts", {"variable_id": target}, format, limit, offset,
+                              {"target": target, "day": day}, start, end)
 
-    @app.get(f"{PREFIX}/alarms", summary="Alarms; active=true for the board (read)")
-    def alarms(active: bool | None = None, limit: int = paging["limit"], offset: int = paging["offset"],
+    @app.get(f"{PREFIX}/alarms", summary="active=true: the alarm board (bi.alarms_active); else the event history (read)")
+    def alarms(active: bool = False, limit: int = paging["limit"], offset: int = paging["offset"],
                format: str = paging["format"], caller: Caller = reader) -> Response:
-        return _snapshot_page(ctx, "alarms", {"active": active}, format, limit, offset, {"active": active})
+        return _snapshot_page(ctx, "alarms_active" if active else "alarms", {}, format, limit, offset, {"active": active})

@@ -11,8 +11,11 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
+from bemp_assets.domain.snapshot import snapshot_path
+
 LAYERS = {"raw": "raw_measurements", "clean": "clean_measurements", "hourly": "hourly"}
-TIME_COLUMNS = ("ts", "hour", "day")
+# the first of these a view has orders its rows and takes start/end
+TIME_COLUMNS = ("ts", "hour", "day", "target_ts", "detected_at", "raised_at", "trained_at")
 MAX_LIMIT = 100_000
 
 
@@ -25,11 +28,7 @@ class BadQuery(ValueError):
 
 
 def bi_path(home: Path) -> Path:
-    try:  # the KPI helper's module, when merged; the contract fixes the path either way
-        from bemp_assets.domain.snapshot import snapshot_path
-        return Path(snapshot_path(Path(home) / "bi"))
-    except ImportError:
-        return Path(home) / "bi" / "bemp_bi.duckdb"
+    return snapshot_path(Path(home) / "bi")
 
 
 @contextmanager
