@@ -15,6 +15,8 @@ from .conftest import SAMPLE, make_settings
 CLEAN, HOURLY, DAILY = AssetKey(["clean", "measurements"]), AssetKey(["agg", "hourly"]), AssetKey(["agg", "daily"])
 OPS = {AssetKey(["ops", "installation_status"]), AssetKey(["ops", "coverage_heatmap"])}
 ALARMS = {AssetKey(["alarms", "events"]), AssetKey(["alarms", "notifications"])}
+# unpartitioned snapshots that follow every raw asset of the pipeline job (raw/api included)
+FOLLOWERS = {AssetKey(["ops", "api_audit"]), AssetKey(["report", "bi_snapshot"])}
 FILE = "reach_residential4_2016-11.csv"  # 2016-11-01 .. 2016-11-11, source reach_residential
 
 
@@ -52,12 +54,12 @@ def ticks(tmp_path):
 def test_every_downstream_layer_carries_the_condition(settings):
     graph = build_definitions(settings).resolve_asset_graph()
     carried = {key for key in graph.get_all_asset_keys() if graph.get(key).automation_condition is not None}
-    assert carried == {CLEAN, HOURLY, DAILY, *OPS, *ALARMS}
+    assert carried == {CLEAN, HOURLY, DAILY, *OPS, *ALARMS, *FOLLOWERS}
     assert {graph.get(key).automation_condition.get_label() for key in carried} == {LABEL}
     sensor = build_definitions(settings).resolve_sensor_def("bemp_automation")
     # several partitions in one tick become a backfill, which runs each single_run asset as one range run
     assert sensor.emit_backfills and set(sensor.asset_selection.resolve(graph)) == carried
-    assert all(graph.get(key).backfill_policy.max_partitions_per_run is None for key in carried if key not in OPS | ALARMS)
+    assert all(graph.get(key).backfill_policy.max_partitions_per_run is None for key in carried if key not in OPS | ALARMS | FOLLOWERS)
 
 
 def test_raw_only_run_requests_its_downstream_partitions_and_the_ops_snapshots(ticks):
@@ -78,7 +80,7 @@ def test_a_run_that_included_downstream_requests_only_what_it_left_out(ticks):
     # bemp_pipeline: raw, clean, hourly and daily of 3..5 Nov in one run; the ops snapshots are not in it
     assert run(settings, "2016-11-03", "2016-11-05", None, instance=instance, refresh_status=False) == 0
     before = {"2016-11-02"}
-    assert evaluation.requested() == {CLEAN: before, HOURLY: before, DAILY: before, **{key: {None} for key in OPS}, **{key: {None} for key in ALARMS}}
+    assert evaluation.requested() == {CLEAN: before, HOURLY: before, DAILY: before, **{key: {None} for key in OPS | ALARMS | FOLLOWERS}}
     # `bemp run` refreshes the snapshots after its runs; a one-day run leaves nothing to request
     assert run(settings, "2016-11-08", "2016-11-08", None, instance=instance) == 0
     assert evaluation.requested() == {}
