@@ -97,26 +97,19 @@ def landing_files(api: Api) -> list[str]:
     return sorted(p.name for p in folder.glob("*.csv")) if folder.exists() else []
 
 
-def execute_runs(api: Api, instance, requests_: list[RunRequest]) -> list:
-    """Create and execute each requested run from the code location, as the daemon would."""
-    from bemp_assets.cli import settings_env
-    from bemp_assets.launch import code_location, create_run, execute
+def run_all(instance, location, requests_: list[RunRequest]) -> list[bool]:
+    """Create and execute each requested run from the code location, as the daemon would;
+    whether each succeeded."""
+    from bemp_assets.launch import create_run, execute
 
-    finished = []
-    with settings_env(api.settings), code_location(instance) as location:
-        for request in requests_:
-            run = create_run(instance, location, request.job_name or "bemp_pipeline", dict(request.tags), {},
-                             request.asset_selection)
-            finished.append(execute(instance, run, say=lambda _: None))
-    return finished
+    return [execute(instance, create_run(instance, location, r.job_name or "bemp_pipeline", dict(r.tags), {},
+                                         r.asset_selection), say=lambda _: None).is_success for r in requests_]
 
 
-def ingest_landing(api: Api, instance) -> list:
-    """Evaluate the landing sensor with the instance and execute every run it requests."""
-    defs = build_definitions(api.settings)
-    tick = defs.resolve_sensor_def("api_landing_sensor").evaluate_tick(
-        build_sensor_context(instance=instance, definitions=defs))
-    return execute_runs(api, instance, tick.run_requests)
+def landing_requests(api: Api, defs, instance) -> list[RunRequest]:
+    """What the landing sensor requests now."""
+    return defs.resolve_sensor_def("api_landing_sensor").evaluate_tick(
+        build_sensor_context(instance=instance, definitions=defs)).run_requests
 
 
 GOOD = [  # 2016-11-02, 10:00 .. 11:45 at +01:00 = 09:00 .. 10:45 UTC, every 15 minutes
@@ -153,14 +146,18 @@ def ingested(api):
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
-    with instance_for_test() as instance:
-        runs = ingest_landing(api, instance)
-        again = ingest_landing(api, instance)
-        audit = execute_runs(api, instance, [RunRequest(job_name="bemp_status",
+    from bemp_assets.cli import settings_env
+    from bemp_assets.launch import code_location
+
+    defs = build_definitions(api.settings)
+    with instance_for_test() as instance, settings_env(api.settings), code_location(instance) as location:
+        runs = run_all(instance, location, landing_requests(api, defs, instance))
+        again = landing_requests(api, defs, instance)
+        audit = run_all(instance, location, [RunRequest(job_name="bemp_status",
                                                         asset_selection=[AssetKey(["ops", "api_audit"])])])
     publish_snapshot(warehouse, api.settings.home / "bi")
     return dict(answer=answer, elapsed=elapsed, locked=locked, landed=landed_before_run,
-                runs=[r.is_success for r in runs], again=again, audit=[r.is_success for r in audit])
+                runs=runs, again=again, audit=audit)
 
 
 def test_a_push_while_a_run_holds_the_warehouse_is_accepted_and_lands_after_it(api, ingested):
@@ -367,3 +364,15 @@ def test_tokens_scopes_revocation_and_no_secret_in_logs_or_audit(api, tmp_path):
         assert secret not in table and secret not in log and secret.encode() not in state
         assert secret not in created.stderr
     assert token_id in log  # the log names callers by token id
+
+
+def test_openapi_documents_every_endpoint_and_the_push_body(api):
+    spec = requests.get(f"{api.url}/openapi.json", timeout=10).json()
+    assert {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops} == {
+        ("GET", "/api/v1/health"), ("GET", "/api/v1/variables"), ("POST", "/api/v1/variables"),
+        ("GET", "/api/v1/variables/{variable_id}"), ("POST", "/api/v1/variables/{variable_id}/raw_data"),
+        ("GET", "/api/v1/variables/{variable_id}/data"), ("GET", "/api/v1/models"), ("GET", "/api/v1/forecasts"),
+        ("GET", "/api/v1/alarms")}
+    push = spec["paths"]["/api/v1/variables/{variable_id}/raw_data"]["post"]
+    assert set(push["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert "Idempotency-Key" in {p["name"].title() for p in push["parameters"]}

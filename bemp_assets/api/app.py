@@ -33,6 +33,16 @@ from .registry import VariableSpec, parameter_conflict, validation_errors
 from .store import ApiStore, Caller, remember_response, state_path, stored_response
 
 PREFIX = "/api/v1"
+# the push body, for the OpenAPI description (the handler reads the raw body itself, to limit
+# its size and to take CSV as well)
+PUSH_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "required": ["readings"], "properties": {"readings": {
+        "type": "array", "items": {"oneOf": [
+            {"type": "object", "properties": {"timestamp": {"type": "string", "example": "2016-11-02T10:00:00+01:00"},
+                                              "value": {"type": "number", "example": 1.5}}},
+            {"type": "array", "minItems": 2, "maxItems": 2, "example": ["2016-11-02T10:00:00+01:00", 1.5]}]}}}}},
+    "text/csv": {"schema": {"type": "string", "example": "Dispositivo,Parametro,Data,Valore\n"
+                                                          "meter7,active_power,2016-11-02T10:00:00+01:00,1.5\n"}}}}}
 DEFAULT_MAX_BODY = 5_000_000
 OUTCOMES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large",
             422: "invalid", 503: "unavailable"}
@@ -243,7 +253,9 @@ def _add_routes(app: FastAPI, ctx: Context) -> None:
             raise ApiError(404, f"no variable {variable_id}")
         return JSONResponse(json.loads(json.dumps(found, default=str)))
 
-    @app.post(f"{PREFIX}/variables", status_code=201, summary="Register a variable for push (admin)")
+    @app.post(f"{PREFIX}/variables", status_code=201, summary="Register a variable for push (admin)",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": VariableSpec.model_json_schema()}}}})
     async def create_variable(request: Request, caller: Caller = admin) -> JSONResponse:
         try:
             body = json.loads(await read_body(request, ctx.max_body))
@@ -253,7 +265,7 @@ def _add_routes(app: FastAPI, ctx: Context) -> None:
         request.state.variable_id = variable["variable_id"]
         return JSONResponse(variable, status_code=201)
 
-    @app.post(f"{PREFIX}/variables/{{variable_id}}/raw_data", status_code=202,
+    @app.post(f"{PREFIX}/variables/{{variable_id}}/raw_data", status_code=202, openapi_extra=PUSH_BODY,
               summary="Push readings (push): JSON {readings: [...]} or REACH CSV; Idempotency-Key makes retries no-ops")
     async def raw_data(variable_id: str, request: Request, caller: Caller = pusher,
                        idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:

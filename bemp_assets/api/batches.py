@@ -101,10 +101,10 @@ def csv_readings(body: bytes, device: str, parameter: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------- validation
-def _values(raw: pd.Series) -> pd.Series:
+def _values(raw: pd.Series, kind: pd.Series) -> pd.Series:
     """JSON numbers as they are, numeric text of the parser's dot style as numbers, else NaN
-    (with ``_value_reason`` telling which)."""
-    is_number = raw.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    (``kind``: each cell's Python type; a bool is not a number)."""
+    is_number = kind.isin([int, float])
     text = raw.where(~is_number).astype("string").str.strip()
     from_text = pd.to_numeric(text.where(text.str.fullmatch(DOT_NUMBER, na=False)).str.replace(",", ""), errors="coerce")
     return pd.Series(np.where(is_number, pd.to_numeric(raw.where(is_number), errors="coerce"), from_text),
@@ -130,7 +130,8 @@ def validate(readings: pd.DataFrame, source: SourceConfig, site: SiteConfig, var
     has_offset = text.str.contains(ISO_DATE, na=False) & text.str.contains(OFFSET, na=False)
     ts = pd.to_datetime(text.where(has_offset), format="ISO8601", utc=True, errors="coerce")
     raw = readings["value_raw"]
-    value = _values(raw)
+    kind = raw.map(type)  # JSON cells are Python objects: their type, looked up once
+    value = _values(raw, kind)
     line_error = readings["line_error"]
     time_reason, bad_time = _first_reason([
         (line_error.notna(), line_error),
@@ -141,8 +142,8 @@ def validate(readings: pd.DataFrame, source: SourceConfig, site: SiteConfig, var
         ((ts < bounds.start) | (ts >= bounds.end), "timestamp '" + shown + f"' outside {bounds.label}"),
     ], index)
     value_reason, _ = _first_reason([
-        (raw.map(lambda v: v is None), "missing value"),
-        (value.isna() & ~raw.map(lambda v: isinstance(v, float)), "value '" + raw.astype(str).str.slice(0, 40) + "' is not a number"),
+        (kind.eq(type(None)), "missing value"),
+        (value.isna() & kind.ne(float), "value '" + raw.astype(str).str.slice(0, 40) + "' is not a number"),
         (~np.isfinite(value), "value " + raw.astype(str) + " is not finite"),
         (value.abs() > source.max_abs_value,
          "value " + value.astype(str) + f" beyond ±{source.max_abs_value:g} (source '{source.name}' max_abs_value)"),
