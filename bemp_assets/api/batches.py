@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -175,10 +176,19 @@ def landing_rows(batch: Batch, device: str, parameter: str) -> pd.DataFrame:
     parser rejects them: the original timestamp text unless the timestamp was good (an ISO text
     never reads as ``HH:MM:SS DD/MM/YYYY``), the original value text unless it was finite."""
     rows = batch.rows
-    data = np.where(rows["time_good"], rows["ts"].dt.strftime(REACH_TIME_FORMAT), _printable(rows["ts_text"]))
+    data = np.where(rows["time_good"], _reach_times(rows["ts"]), _printable(rows["ts_text"]))
     value = np.where(np.isfinite(rows["value"]), rows["value"].map(repr), _printable(rows["value_raw"]))
     return pd.DataFrame({"Dispositivo": device, "Parametro": parameter, "Data": data, "Valore": value},
                         columns=REACH_HEADER, index=rows.index)
+
+
+def _reach_times(ts: pd.Series) -> np.ndarray:
+    """UTC instants as REACH local text ``HH:MM:SS DD/MM/YYYY`` (DuckDB: some ten times faster
+    than pandas' strftime on a large batch); None where there is no instant."""
+    frame = pd.DataFrame({"i": np.arange(len(ts)), "ts": ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()})
+    with duckdb.connect() as con:
+        con.register("batch", frame)
+        return con.execute(f"SELECT strftime(ts, '{REACH_TIME_FORMAT}') FROM batch ORDER BY i").df().iloc[:, 0].to_numpy()
 
 
 def write_landing(folder: Path, batch: Batch, device: str, parameter: str) -> Path:
