@@ -276,6 +276,9 @@ def test_unknown_variables_wrong_bodies_and_the_size_limit(api):
     path = "/variables/meter10.current/raw_data"
     assert api.call("POST", path, api.admin, data=b"not json").status_code == 422
     assert api.call("POST", path, api.admin, json={"readings": []}).status_code == 422
+    for text in ("", "a,b\n1,2\n", 'Dispositivo,Parametro,Data,Valore\nmeter10,current,"x,1,2\n'):
+        bad_csv = api.call("POST", path, api.admin, data=text.encode(), headers={"Content-Type": "text/csv"})
+        assert bad_csv.status_code == 422 and bad_csv.json()["detail"].startswith("CSV"), text
     big = {"readings": [["2016-11-04T00:00:00Z", 1.0]] * 2000}
     assert len(json.dumps(big)) > MAX_BODY
     assert api.call("POST", path, api.admin, json=big).status_code == 413
@@ -289,14 +292,16 @@ def test_reach_csv_push_rejects_lines_of_other_variables(api):
     text = ("Dispositivo,Parametro,Data,Valore\n"
             "meter11,active_energy,2016-11-05T00:00:00+01:00,100.5\n"
             "meter12,active_energy,2016-11-05T00:15:00+01:00,101.0\n"
-            "meter11,active_energy,05/11/2016 00:30:00,101.5\n")
+            "meter11,active_energy,05/11/2016 00:30:00,101.5\n"
+            "meter11,active_energy,2016-11-05T00:45:00+01:00,102,0\n")
     answer = api.call("POST", "/variables/meter11.active_energy/raw_data", api.admin, data=text.encode(),
                       headers={"Content-Type": "text/csv"})
     body = answer.json()
     assert answer.status_code == 202 and body["rows_accepted"] == 1
-    assert [r["index"] for r in body["rejected"]] == [1, 2]
+    assert [r["index"] for r in body["rejected"]] == [1, 2, 3]
     assert "not of this variable (meter11.active_energy)" in body["rejected"][0]["reason"]
     assert "no UTC offset" in body["rejected"][1]["reason"]
+    assert body["rejected"][2]["reason"] == "expected 4 fields (Dispositivo,Parametro,Data,Valore), got 5"
 
 
 def test_variables_are_validated_like_the_config_files(api):

@@ -91,13 +91,22 @@ def csv_readings(body: bytes, device: str, parameter: str) -> pd.DataFrame:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BatchError(f"CSV body is not UTF-8: {exc}") from None
-    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    if list(frame.columns) != REACH_HEADER:
-        raise BatchError(f"CSV header: expected {','.join(REACH_HEADER)}, got {','.join(map(str, frame.columns))}")
-    readings = pd.DataFrame({"ts_text": frame["Data"].str.strip(), "value_raw": frame["Valore"].str.strip()}, dtype=object)
-    other = (frame["Dispositivo"].str.strip() != device) | (frame["Parametro"].str.strip() != parameter)
-    readings["line_error"] = np.where(other, "line of " + frame["Dispositivo"] + "." + frame["Parametro"]
-                                   + f", not of this variable ({device}.{parameter})", None)
+    try:
+        header, *records = csv.reader(io.StringIO(text, newline=""), strict=True)
+    except (csv.Error, ValueError) as exc:
+        raise BatchError(f"CSV body: {'no header' if isinstance(exc, ValueError) else exc}") from None
+    if header != REACH_HEADER:
+        raise BatchError(f"CSV header: expected {','.join(REACH_HEADER)}, got {','.join(header)}")
+    width = pd.Series([len(r) for r in records], dtype=int)
+    frame = pd.DataFrame([r[:4] if len(r) >= 4 else r + [""] * (4 - len(r)) for r in records],
+                         columns=REACH_HEADER, dtype=object).apply(lambda column: column.str.strip())
+    readings = pd.DataFrame({"ts_text": frame["Data"], "value_raw": frame["Valore"]}, dtype=object)
+    other = (frame["Dispositivo"] != device) | (frame["Parametro"] != parameter)
+    readings["line_error"] = np.select(
+        [width.ne(4).to_numpy(), other.to_numpy()],
+        ["expected 4 fields (Dispositivo,Parametro,Data,Valore), got " + width.astype(str),
+         "line of " + frame["Dispositivo"] + "." + frame["Parametro"] + f", not of this variable ({device}.{parameter})"],
+        default=None)
     return readings
 
 
