@@ -98,17 +98,25 @@ def _install_audit(app: FastAPI, ctx: Context) -> None:
         if length and length.isdigit() and int(length) > ctx.max_body:
             response = JSONResponse({"detail": f"body of {length} bytes exceeds the limit of {ctx.max_body}"}, 413)
         else:
-            response = await call_next(request)
-        state = request.state
-        record = dict(token_id=getattr(state, "token_id", None), method=request.method, path=request.url.path,
-                      variable_id=getattr(state, "variable_id", None), batch_id=getattr(state, "batch_id", None),
-                      rows_accepted=getattr(state, "rows_accepted", None),
-                      rows_rejected=getattr(state, "rows_rejected", None), status=response.status_code,
-                      outcome=getattr(state, "outcome", None) or OUTCOMES.get(response.status_code, "ok"))
-        await run_in_threadpool(ctx.store.audit, **record)
-        log.info("%s %s -> %s %s (token %s)", record["method"], record["path"], record["status"], record["outcome"],
-                 record["token_id"] or "-")
+            try:
+                response = await call_next(request)
+            except Exception:  # a bug: audited as such, then uvicorn answers 500 and logs the traceback
+                await _audit(ctx, request, 500, "error")
+                raise
+        await _audit(ctx, request, response.status_code)
         return response
+
+
+async def _audit(ctx: Context, request: Request, status: int, outcome: str | None = None) -> None:
+    """One audit row and one log line for a request, from what the handler left in its state."""
+    state = request.state
+    record = dict(token_id=getattr(state, "token_id", None), method=request.method, path=request.url.path,
+                  variable_id=getattr(state, "variable_id", None), batch_id=getattr(state, "batch_id", None),
+                  rows_accepted=getattr(state, "rows_accepted", None), rows_rejected=getattr(state, "rows_rejected", None),
+                  status=status, outcome=outcome or getattr(state, "outcome", None) or OUTCOMES.get(status, "ok"))
+    await run_in_threadpool(ctx.store.audit, **record)
+    log.info("%s %s -> %s %s (token %s)", record["method"], record["path"], status, record["outcome"],
+             record["token_id"] or "-")
 
 
 def requires(scope: str):

@@ -46,7 +46,8 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         kinds={"duckdb", "csv"},
         description=(
             f"Readings of source '{source.name}' ({source.format} CSV files matching "
-            f"'{source.pattern}' in the inbox), merged into raw.measurements; bad rows in raw.rejects."
+            f"'{source.pattern}' in {f'$BEMP_HOME/{source.inbox}' if source.inbox else 'the inbox'}), merged into "
+            "raw.measurements; bad rows in raw.rejects."
         ),
         metadata={"source_format": source.format, "file_pattern": source.pattern, "timezone": tz},
         check_specs=[AssetCheckSpec("files_parsed", asset=key,
