@@ -13,7 +13,7 @@ export BEMP_GATEWAY_TOKEN ?= dev-gateway-token
 export BEMP_IPANEL_URL ?= http://127.0.0.1:8702
 export BEMP_IPANEL_TOKEN ?= dev-ipanel-token
 
-.PHONY: install run run-lake test dev serve bench bench-lake clean
+.PHONY: install run run-lake test dev serve bench bench-lake clean api
 
 $(BIN)/bemp: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -52,6 +52,11 @@ dev: install
 # the ports `make dev` polls; Ctrl-C stops both and exits 0
 serve: install
 	$(BIN)/bemp serve both --replay
+
+# the HTTP API on http://127.0.0.1:8710/api/v1 (docs/api.md); `make dev` runs without it, and
+# its api_landing_sensor ingests what is pushed here. Tokens: bemp api token create --name N --scope push
+api: install
+	$(BIN)/bemp api serve
 
 bench: install
 	$(BIN)/python bench/bench_pipeline.py

@@ -16,6 +16,8 @@
                                           train (and backtest) through the Dagster instance
     bemp forecast --model NAME --day D [--out FILE.csv]
                                           one day-ahead forecast (docs/models.md)
+    bemp api serve [--port N] [--host H] | token create --name N --scope S | revoke ID | list
+                                          the HTTP API and its tokens (docs/api.md)
 """
 from __future__ import annotations
 
@@ -363,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--no-refresh", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("summary", help="rows per layer, date range and rejects")
     _add_serve_parser(sub)
+    from bemp_assets.cli_api import add_api_parser
+
+    add_api_parser(sub)
     status_parser = sub.add_parser("status", help="the installation status board (green/red/black)")
     status_parser.add_argument("--as-of", help="evaluate at this instant, ISO 8601 (2018-06-01 or 2018-06-01T12:00, "
                                                "UTC unless an offset is given) instead of the stored board")
@@ -467,6 +472,11 @@ def dispatch(args, settings: Settings) -> int:
         from bemp_assets import cli_report
 
         return cli_report.dispatch(args, settings)
+
+    if args.command == "api":
+        from bemp_assets import cli_api
+
+        return cli_api.dispatch(args, settings)
     from bemp_assets.domain.summary import warehouse_summary
 
     print(warehouse_summary(settings.warehouse))

@@ -1,8 +1,9 @@
 """The one Definitions of BEMP, assembled explicitly from the layer modules."""
 from __future__ import annotations
 
-from dagster import Definitions, EnvVar
+from dagster import AssetKey, Definitions, EnvVar
 
+from bemp_assets.api.assets import build_api_audit_asset
 from bemp_assets.assets.agg import build_agg_assets
 from bemp_assets.assets.alarms import build_alarm_assets, build_notifiers
 from bemp_assets.assets.clean import build_clean_asset
@@ -25,6 +26,7 @@ from resources import CsvInboxResource, GatewayClient, IPanelClient, WarehouseRe
 from schedules import build_daily_schedule, build_live_repoll_schedule
 from schedules.alarms import build_alarms_job, build_alarms_schedule
 from sensors import build_inbox_sensor, build_live_sensors, build_run_hygiene_sensor
+from sensors.landing import build_landing_sensors
 
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
@@ -39,6 +41,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     clean = build_clean_asset(partitions, [a.key for a in csv_raw] + [a.key for a in live_raw if a.key.path == GATEWAY_KEY], config)
     aggregates = build_agg_assets(partitions, clean.key, config)
     ops = build_ops_assets([a.key for a in csv_raw + live_raw], config, settings)
+    ops.append(build_api_audit_asset([AssetKey(["raw", s.name]) for s in config.sources if s.inbox], settings))
     pipeline, live, status = build_pipeline_job(live_keys), build_live_job(live_keys), build_status_job()
     ml = build_ml_assets(partitions, aggregates[0].key, config, settings)
     ml_train, ml_weekly, ml_drift, ml_forecast, ml_daily = build_ml_triggers(ml)
@@ -64,6 +67,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
                    build_alarms_schedule(alarms_job, config.alarms.evaluate_every_minutes, [a.key for a in alarm_assets])],
         sensors=[
             build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
+            *build_landing_sensors(pipeline, settings, config, partitions, downstream),
             *build_live_sensors(live, partitions, config),
             build_automation_sensor(assets),
             build_run_hygiene_sensor(),

@@ -50,9 +50,11 @@ def content_hash(f: InboxFile, before: dict | None) -> str:
 
 
 def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWindowPartitionsDefinition,
-                       downstream: list[AssetKey]):
-    """``downstream``: the assets every run rebuilds after the file's raw asset (clean, agg)."""
-    @sensor(name="inbox_sensor", job=job, minimum_interval_seconds=30,
+                       downstream: list[AssetKey], name: str = "inbox_sensor", folder: str | None = None):
+    """``downstream``: the assets every run rebuilds after the file's raw asset (clean, agg).
+    ``folder``: watch a source's own folder (its ``inbox`` key, e.g. the API's landing area)
+    instead of the inbox; ``inbox`` is then that folder."""
+    @sensor(name=name, job=job, minimum_interval_seconds=30,
             default_status=DefaultSensorStatus.RUNNING,
             description=f"Requests a run for each CSV in {inbox} whose content the warehouse does not hold yet, "
                         "over the days it holds.")
@@ -67,7 +69,7 @@ def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWin
             if done.get(f.name) == current[f.name]["sha256"]:
                 held.append(f.name)
                 continue
-            request = request_for(f, config, partitions, downstream)
+            request = request_for(f, config, partitions, downstream, folder)
             if isinstance(request, str):
                 skipped.append(request)
             else:
@@ -87,10 +89,10 @@ def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWin
 
 
 def request_for(f: InboxFile, config: BempConfig, partitions: TimeWindowPartitionsDefinition,
-                downstream: list[AssetKey]) -> RunRequest | str:
+                downstream: list[AssetKey], folder: str | None = None) -> RunRequest | str:
     """The run for one file (its source's raw asset and the layers after it, over the file's
     days), or the reason there is none."""
-    source = source_for(f.name, config)
+    source = source_for(f.name, config, folder)
     if source is None:
         return f"{f.name}: no source pattern matches"
     span = file_span(f.path, source, config, partitions)

@@ -18,7 +18,9 @@ ALARMS = {AssetKey(["alarms", "events"]), AssetKey(["alarms", "notifications"])}
 # the KPI and report layers that follow agg (kpi/ebus_monthly follows the iPanel tables only)
 KPI_FOLLOW = {AssetKey(["kpi", n]) for n in ("energy_daily", "intensity", "measures")} | {
     AssetKey(["report", n]) for n in ("day_by_month", "category_summary", "bi_snapshot")}
-UNPARTITIONED = OPS | ALARMS | KPI_FOLLOW | {AssetKey(["kpi", "ebus_monthly"])}
+# the API audit copy follows every raw asset of the pipeline job (raw/api included)
+API_AUDIT = {AssetKey(["ops", "api_audit"])}
+UNPARTITIONED = OPS | ALARMS | KPI_FOLLOW | API_AUDIT | {AssetKey(["kpi", "ebus_monthly"])}
 FILE = "reach_residential4_2016-11.csv"  # 2016-11-01 .. 2016-11-11, source reach_residential
 
 
@@ -83,7 +85,7 @@ def test_a_run_that_included_downstream_requests_only_what_it_left_out(ticks):
     assert run(settings, "2016-11-03", "2016-11-05", None, instance=instance, refresh_status=False) == 0
     before = {"2016-11-02"}
     assert evaluation.requested() == {CLEAN: before, HOURLY: before, DAILY: before, **{key: {None} for key in OPS},
-                                      **{key: {None} for key in ALARMS}, **{key: {None} for key in KPI_FOLLOW}}
+                                      **{key: {None} for key in ALARMS}, **{key: {None} for key in KPI_FOLLOW | API_AUDIT}}
     # `bemp run` refreshes the snapshots after its runs; a one-day run leaves nothing to request
     assert run(settings, "2016-11-08", "2016-11-08", None, instance=instance) == 0
     assert evaluation.requested() == {}

@@ -16,7 +16,7 @@ def copy_config(tmp_path):
 
 def test_repository_config_loads(config):
     assert config.site.timezone == "Europe/Rome"
-    assert [s.name for s in config.sources] == ["steel_plant", "steel_production", "reach_residential", "reach_meters"]
+    assert [s.name for s in config.sources] == ["steel_plant", "steel_production", "reach_residential", "reach_meters", "api"]
     steel = config.source("steel_plant")
     assert steel.expected_interval == 900 and steel.timestamp.label == "end"
     assert config.timezone_of(config.source("reach_meters")) == "Europe/Rome"

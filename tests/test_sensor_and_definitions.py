@@ -129,7 +129,8 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
                     *(AssetKey(["comfort", n]) for n in ("hourly", "daily", "monthly")),
                     *(AssetKey(["planner", n]) for n in ("measured_demand", "clusters", "models", "forecast")),
                     *(AssetKey(["kpi", n]) for n in ("energy_daily", "intensity", "ebus_monthly", "measures")),
-                    *(AssetKey(["report", n]) for n in ("day_by_month", "category_summary", "bi_snapshot"))}
+                    *(AssetKey(["report", n]) for n in ("day_by_month", "category_summary", "bi_snapshot")),
+                    AssetKey(["raw", "api"]), AssetKey(["ops", "api_audit"])}
     partitioned = {k for k in keys if k.path[0] not in ("ops", "ml", "alarms", "comfort", "planner", "kpi", "report")} | {AssetKey(["ml", "forecasts"])}
     for key in keys:
         node = graph.get(key)
@@ -147,7 +148,7 @@ def test_definitions_load_with_layers_pools_and_descriptions(settings):
         k for k in keys if k.path[0] == "raw" and not k.path[1].startswith("ipanel")}
     assert defs.resolve_job_def("bemp_pipeline").partitions_def is not None
     assert defs.resolve_job_def("bemp_status").partitions_def is None
-    for name in ("bemp_automation", "inbox_sensor", "gateway_sensor", "ipanel_sensor"):
+    for name in ("bemp_automation", "inbox_sensor", "api_landing_sensor", "gateway_sensor", "ipanel_sensor"):
         assert defs.resolve_sensor_def(name).default_status.value == "RUNNING"
     assert defs.resolve_schedule_def("bemp_daily").cron_schedule == "30 1 * * *"
     assert defs.resolve_schedule_def("ml_forecast_schedule").cron_schedule == "15 0 * * *"

@@ -9,6 +9,7 @@ The metadata accounts for every record read (docs/warehouse.md, "Accounting").
 """
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from dagster import (
     AssetCheckSeverity,
@@ -20,6 +21,7 @@ from dagster import (
     PartitionsDefinition,
 )
 
+from bemp_assets.api.registry import with_registered_parameters
 from bemp_assets.domain.config import BempConfig, SourceConfig
 from bemp_assets.domain.parsing import ParsedFile, partition_range
 from bemp_assets.domain.raw_ingest import RawRun, ingest_files, source_variables
@@ -46,7 +48,8 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         kinds={"duckdb", "csv"},
         description=(
             f"Readings of source '{source.name}' ({source.format} CSV files matching "
-            f"'{source.pattern}' in the inbox), merged into raw.measurements; bad rows in raw.rejects."
+            f"'{source.pattern}' in {f'$BEMP_HOME/{source.inbox}' if source.inbox else 'the inbox'}), merged into "
+            "raw.measurements; bad rows in raw.rejects."
         ),
         metadata={"source_format": source.format, "file_pattern": source.pattern, "timezone": tz},
         check_specs=[AssetCheckSpec("files_parsed", asset=key,
@@ -57,10 +60,11 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
     def raw_source(context: AssetExecutionContext, warehouse: WarehouseResource, inbox: CsvInboxResource):
         start, end = run_window(context)
         files = inbox.files(source, config)
+        reading = with_registered_parameters(source, Path(inbox.inbox_dir).parent)
         context.log.info(f"{source.name}: {len(files)} file(s) in the inbox, window {start} .. {end}")
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
-            run = ingest_files(con, [f.path for f in files], source, config, (start, end), now,
+            run = ingest_files(con, [f.path for f in files], reading, config, (start, end), now,
                                partition_range(config.site), on_parsed=_log_parsed(context, len(files)))
             verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables(con, source.name))
             metadata, filled = report_partitions(

@@ -139,6 +139,9 @@ class SourceConfig(Strict):
     ignore_columns: list[str] = Field(default_factory=list)
     encoding: Encoding = Field("utf-8", description="text encoding of the files; utf-8 also accepts a byte-order mark")
     max_abs_value: Magnitude = Field(1e12, description="a reading with a larger magnitude is rejected, not stored")
+    inbox: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$",
+                              description="folder under $BEMP_HOME holding this source's files instead of the inbox "
+                                          "(the API's landing area: api/landing)")
 
     @model_validator(mode="after")
     def _shape_fields(self) -> "SourceConfig":

@@ -42,16 +42,22 @@ def list_inbox(inbox: Path) -> list[InboxFile]:
     return sorted(files, key=lambda f: (f.mtime_ns, f.name))
 
 
-def source_for(name: str, config: BempConfig) -> SourceConfig | None:
-    """The first source (in config order) whose pattern matches the file name."""
+def source_for(name: str, config: BempConfig, folder: str | None = None) -> SourceConfig | None:
+    """The first source (in config order) reading ``folder`` (None: the inbox; else a source's
+    own ``inbox`` folder, such as the API's landing area) whose pattern matches the file name."""
     for source in config.sources:
-        if fnmatch.fnmatch(name, source.pattern):
+        if source.inbox == folder and fnmatch.fnmatch(name, source.pattern):
             return source
     return None
 
 
+def source_dir(source: SourceConfig, inbox: Path) -> Path:
+    """Where a source's files are: the inbox, or its own folder under $BEMP_HOME (the inbox's parent)."""
+    return inbox.parent / source.inbox if source.inbox else inbox
+
+
 def files_of(source: SourceConfig, config: BempConfig, inbox: Path) -> list[InboxFile]:
-    return [f for f in list_inbox(inbox) if source_for(f.name, config) is source]
+    return [f for f in list_inbox(source_dir(source, inbox)) if source_for(f.name, config, source.inbox) is source]
 
 
 def file_days(path: Path, source: SourceConfig, config: BempConfig,

@@ -123,6 +123,12 @@ ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS no_data_days INTEGE
 -- one row that writers of unwindowed tables update first (claim_global_write)
 CREATE TABLE IF NOT EXISTS meta.write_claims (name VARCHAR NOT NULL, claimed_at TIMESTAMPTZ);
 INSERT INTO meta.write_claims SELECT 'global', NULL WHERE NOT EXISTS (SELECT 1 FROM meta.write_claims);
+-- every API request: who (token id, never the token), what, when, rows, outcome (docs/api.md)
+CREATE TABLE IF NOT EXISTS ops.api_audit (
+    audit_id BIGINT NOT NULL, requested_at TIMESTAMPTZ NOT NULL, token_id VARCHAR, method VARCHAR NOT NULL,
+    path VARCHAR NOT NULL, variable_id VARCHAR, batch_id VARCHAR, rows_accepted INTEGER,
+    rows_rejected INTEGER, status INTEGER NOT NULL, outcome VARCHAR NOT NULL
+);
 """
 # agg.hourly and agg.daily share their statistics columns; only the bucket differs
 _AGG_STATS = "mean DOUBLE, min DOUBLE, max DOUBLE, sum DOUBLE, n INTEGER NOT NULL, coverage DOUBLE NOT NULL"
