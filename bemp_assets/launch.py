@@ -25,6 +25,7 @@ from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
@@ -47,7 +48,10 @@ def code_location(instance: DagsterInstance) -> Iterator:
         LoadableTargetOrigin(executable_path=sys.executable, module_name=MODULE, working_directory=os.getcwd()),
         location_name=LOCATION,
     )
-    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process_context:
+    # the definitions load reads defs state from the current context's storage: bind it to this
+    # instance's, not whatever an earlier instance of this process left there (a stale weakref)
+    with set_defs_state_storage(instance.defs_state_storage), \
+            WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process_context:
         yield process_context.create_request_context().get_code_location(LOCATION)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 from dagster import AssetCheckKey, AssetKey, instance_for_test
 
 from bemp_assets.cli import run
@@ -283,9 +284,11 @@ def test_bad_encoding_or_magnitude_names_file_and_key(tmp_path, key, value, expe
     shutil.copytree(CONFIG_DIR, folder)
     sources = folder / "sources.yaml"
     sources.write_text(sources.read_text().replace("    expected_interval: 1min\n", f"    expected_interval: 1min\n    {key}: {value}\n"))
+    # the first source sampled once a minute is the one that gets the bad value
+    index = next(i for i, s in enumerate(yaml.safe_load(sources.read_text())["sources"]) if s.get("expected_interval") == "1min")
     with pytest.raises(ConfigError) as err:
         load_config(folder)
-    assert "sources.yaml" in str(err.value) and f"sources[2].{key}" in str(err.value) and expected in str(err.value)
+    assert "sources.yaml" in str(err.value) and f"sources[{index}].{key}" in str(err.value) and expected in str(err.value)
 
 
 def test_a_bad_file_does_not_take_the_good_file_down(tmp_path, capsys):
