@@ -20,6 +20,13 @@ EBUS_KPIS = {"ebus_km": ("km", "km"), "ebus_total_kwh": ("total_kwh", "kWh"), "e
 MEASURE_KEY = ["kpi_id", "resource_id", "period", "period_start"]
 
 
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames one under the other; a column that is all NA in one frame (a KPI kind without that
+    field) takes its dtype from the frames that have values, as pandas 3 will no longer do."""
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    return pd.concat([f.dropna(axis=1, how="all") for f in frames], ignore_index=True).reindex(columns=columns)
+
+
 def definitions(config: BempConfig) -> pd.DataFrame:
     return pd.DataFrame([{"kpi_id": d.name, "name": d.name.replace("_", " "), "type": d.type, "unit": d.unit,
                           "formula": d.formula, "description": d.description} for d in config.kpis.definitions])
@@ -96,8 +103,8 @@ def build_measures(config: BempConfig, energy: pd.DataFrame, inputs: pd.DataFram
         links.append(link)
     if not measures:
         return pd.DataFrame(), pd.DataFrame()
-    measure_inputs = pd.concat(links, ignore_index=True)
-    table = pd.concat(measures, ignore_index=True)
+    measure_inputs = _stack(links)
+    table = _stack(measures)
     starts = measure_inputs.groupby(MEASURE_KEY)["window_start"].min().rename("ts").reset_index()
     table = table.merge(starts, on=MEASURE_KEY, how="left")
     return table, measure_inputs
