@@ -58,6 +58,13 @@ VIEWS: dict[str, str] = {
     "kpi_measure_inputs": "SELECT * FROM kpi.measure_inputs",
     "day_by_month": "SELECT * FROM report.day_by_month",
     "category_summary": "SELECT * FROM report.category_summary",
+    "comfort_hourly": "SELECT * FROM comfort.hourly",
+    "comfort_daily": "SELECT * FROM comfort.daily",
+    "comfort_monthly": "SELECT * FROM comfort.monthly",
+    "planner_clusters": "SELECT * FROM planner.clusters",
+    "planner_models": "SELECT * FROM planner.models",
+    "planner_forecast": "SELECT * FROM planner.forecast",
+    "api_audit": "SELECT * FROM ops.api_audit",
 }
 
 
