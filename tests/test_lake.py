@@ -36,6 +36,8 @@ STEEL_DAYS, REACH_DAYS, LIVE_DAYS = ("2018-03-24", "2018-03-26"), ("2016-10-29",
 BOOKKEEPING = {"fetched_at", "ingested_at", "updated_at", "first_seen", "rejected_at", "checked_at", "run_id",
                "as_of", "revised_at", "detected_at", "created_at", "evaluated_at", "evaluated_to", "claimed_at", "sent_at",
                "acked_at"}  # evaluated_to: alarms are evaluated up to the time of the run
+# append-only logs of evaluation attempts (compared by their distinct contents)
+ATTEMPT_LOGS = {"ops.commissioning_results"}
 NUMERIC = ("DOUBLE", "INTEGER", "BIGINT", "FLOAT", "HUGEINT")
 GRID = "7f6eca13160d9ddd2584"
 ROME, UTC = ZoneInfo("Europe/Rome"), timezone.utc
@@ -54,7 +56,11 @@ def fingerprint(con) -> dict[str, tuple]:
                    if c not in BOOKKEEPING]
         content = ", ".join(f'"{c}"' for c, t in columns if t not in ("DOUBLE", "FLOAT")) or "NULL"
         sums = [f'round(sum("{c}"), 6)' for c, t in columns if t in NUMERIC]
-        prints[name] = con.execute(f"SELECT count(*), sum(hash({content})), {', '.join(sums) or 'NULL'} FROM {name}").fetchone()
+        # the commissioning history keeps a row per evaluation attempt: on the lake a step retried
+        # after a write-write conflict evaluates again, so its verdicts are compared, not attempts
+        kept = ", ".join(f'"{c}"' for c, t in columns)
+        source = f"(SELECT DISTINCT {kept} FROM {name})" if name in ATTEMPT_LOGS else name
+        prints[name] = con.execute(f"SELECT count(*), sum(hash({content})), {', '.join(sums) or 'NULL'} FROM {source}").fetchone()
     return prints
 
 
