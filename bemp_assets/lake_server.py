@@ -73,7 +73,7 @@ def instance_yaml(postgres_url: str, max_concurrent_runs: int = 4) -> dict:
                         "pools": {"granularity": "op", "default_limit": 16}},
         "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "poll_interval_seconds": 30,
                            "free_slots_after_run_end_seconds": 60},
-        "python_logs": {"python_log_level": "INFO"},
+        "python_logs": {"python_log_level": "INFO", "managed_python_loggers": ["bemp.lake"]},
         "telemetry": {"enabled": False},
     }
 

@@ -71,6 +71,17 @@ def same(expected: tuple, got: tuple) -> bool:
         for x, y in zip(expected, got))
 
 
+def failures(lake) -> str:
+    """What a failed backfill process said that matters: its error and retry lines and its end
+    (the whole output is ~100 lines of progress a CI log would cut)."""
+    said = []
+    for code, output in zip(lake["codes"], lake["outputs"]):
+        if code != 0:
+            lines = output.splitlines()
+            said += [line[:500] for line in lines if "ERROR" in line or "conflict" in line.lower()][:30] + lines[-10:]
+    return "\n".join(said)
+
+
 def live_and_status(settings, instance):
     with reference_servers(settings):
         return run(settings, *LIVE_DAYS, None, instance=instance, job_name="bemp_live")
@@ -139,7 +150,7 @@ def lake(tmp_path_factory, postgres):
 
 
 def test_every_table_equals_the_embedded_run(embedded, lake):
-    assert lake["codes"] == [0, 0], lake["outputs"]
+    assert lake["codes"] == [0, 0], failures(lake)
     assert lake["live_code"] == 0
     with connect(embedded.warehouse, read_only=True) as con:
         expected = fingerprint(con)
@@ -194,3 +205,30 @@ def test_both_backfills_ran_at_once_on_the_postgres_instance(lake):
     assert second[0] < first[1], "the two backfills did not overlap in time"
     live = [r for r in instance.get_runs() if r.job_name == "bemp_live"]
     assert len(live) == 1 and live[0].status == DagsterRunStatus.SUCCESS
+
+
+def test_a_write_that_loses_a_conflict_runs_again_whole(postgres, tmp_path):
+    """Two writers rewrite disjoint windows of one table (as two backfills do with clean): the
+    later COMMIT loses the table-level conflict DuckLake reports, and write_transaction runs the
+    loser's transaction again from its start, so both windows end as each writer wrote them."""
+    from bemp_assets.domain.warehouse import write_transaction
+
+    target = lake_settings(make_settings(tmp_path), postgres, database="bemp_conflict").warehouse
+    first, second = connect(target), connect(target)
+    first.execute("CREATE OR REPLACE TABLE w (day INTEGER, value INTEGER)")
+    first.execute("INSERT INTO w VALUES (1, 10), (2, 20)")
+    attempts = []
+
+    def rewrite_day_one(con):
+        attempts.append(len(attempts) + 1)
+        con.execute("DELETE FROM w WHERE day = 1")
+        con.execute("INSERT INTO w VALUES (1, 11)")
+        if len(attempts) == 1:  # the other writer commits its own window meanwhile
+            second.execute("BEGIN; DELETE FROM w WHERE day = 2; INSERT INTO w VALUES (2, 22); COMMIT")
+        return con.execute("SELECT count(*) FROM w").fetchone()[0]
+
+    assert write_transaction(first, rewrite_day_one, what="test rewrite") == 2
+    assert attempts == [1, 2]
+    assert sorted(second.execute("SELECT day, value FROM w").fetchall()) == [(1, 11), (2, 22)]
+    first.close()
+    second.close()

@@ -24,7 +24,7 @@ from dagster import (
     multi_asset,
 )
 
-from bemp_assets.domain.lake import is_conflict, is_lake
+from bemp_assets.domain.lake import conflict_summary, is_conflict, is_lake
 
 # DuckDB allows one writing process per file: every step touching the warehouse runs in this
 # pool, limited to 1 in .dagster_home/dagster.yaml (pools: default_limit: 1).
@@ -35,8 +35,10 @@ CHUNK_DAYS = 31
 # On DuckLake (BEMP_WAREHOUSE=ducklake:...) many processes write at once: a backfill becomes
 # runs of this many days each, which the run queue executes in parallel (deploy/lake/).
 LAKE_DAYS_PER_RUN = 7
-# a step that loses a write-write conflict on DuckLake is run again, at most this many times
-CONFLICT_RETRIES = 5
+# a step that still loses a write-write conflict on DuckLake (after the transaction's own
+# retries, warehouse.write_transaction) is run again, at most this many times, after a wait
+# that doubles from 1 s (at most 60 s)
+CONFLICT_RETRIES = 6
 
 
 def run_window(context: AssetExecutionContext) -> tuple[datetime, datetime]:
@@ -148,7 +150,7 @@ def retry_on_conflict(compute: Callable) -> Callable:
             try:
                 yield from compute(*args, **kwargs)
             except Exception as exc:
-                _retry_if_conflict(exc)
+                _retry_if_conflict(exc, args[0])
                 raise
         return generator
 
@@ -157,11 +159,17 @@ def retry_on_conflict(compute: Callable) -> Callable:
         try:
             return compute(*args, **kwargs)
         except Exception as exc:
-            _retry_if_conflict(exc)
+            _retry_if_conflict(exc, args[0])
             raise
     return plain
 
 
-def _retry_if_conflict(exc: Exception) -> None:
-    if is_conflict(exc):
-        raise RetryRequested(max_retries=CONFLICT_RETRIES, seconds_to_wait=round(0.5 + random.random() * 2, 2)) from exc
+def _retry_if_conflict(exc: Exception, context: AssetExecutionContext) -> None:
+    """Ask for a step retry when ``exc`` is a write-write conflict, saying so in the run's log."""
+    if not is_conflict(exc):
+        return
+    attempt = context.retry_number + 1
+    wait = round(min(60.0, 2.0 ** context.retry_number) * (0.5 + random.random()), 1)
+    context.log.warning(f"write-write conflict with a concurrent writer ({conflict_summary(exc)}); "
+                        f"step retry {attempt}/{CONFLICT_RETRIES} in {wait} s")
+    raise RetryRequested(max_retries=CONFLICT_RETRIES, seconds_to_wait=wait) from exc

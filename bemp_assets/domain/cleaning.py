@@ -20,7 +20,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import registered, transaction, upsert
+from .warehouse import registered, upsert, write_transaction
 
 @dataclass
 class CleanReport:
@@ -114,18 +114,25 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
             UNION ALL
             SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM filtered
         """, {"start": start, "end": end})
-    with transaction(con), registered(con, profiles=profiles):
-        _write_window(con, start, end, report)
+    def write(con: duckdb.DuckDBPyConnection) -> tuple[set[str], int, int]:
+        written = _write_window(con, start, end)
         # rows that changed are replaced, new ones inserted, equal ones not written: no key is
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
+        return written
+    with registered(con, profiles=profiles):
+        changed, deleted, inserted = write_transaction(con, write, what="write clean.measurements")
+    report.changed_variables |= changed
+    report.deleted += deleted
+    report.inserted += inserted
     report.rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
     con.execute("DROP TABLE _clean_new")
     return report
 
 
-def _write_window(con, start: datetime, end: datetime, report: CleanReport) -> None:
-    """Make clean's window equal ``_clean_new``, rewriting only variables whose rows differ.
+def _write_window(con, start: datetime, end: datetime) -> tuple[set[str], int, int]:
+    """Make clean's window equal ``_clean_new``, rewriting only variables whose rows differ;
+    return those variables and the rows deleted and inserted.
 
     A variable's rows are compared by count and an order-independent fingerprint
     (sum of hash(ts, value, chain, chain_version)); an unchanged variable is not touched at all.
@@ -140,17 +147,19 @@ def _write_window(con, start: datetime, end: datetime, report: CleanReport) -> N
         SELECT variable_id FROM old FULL JOIN new USING (variable_id)
         WHERE old.n IS DISTINCT FROM new.n OR old.h IS DISTINCT FROM new.h
     """, params)
-    report.changed_variables |= {v for (v,) in con.execute("SELECT variable_id FROM _changed").fetchall()}
-    if report.changed_variables:
-        report.deleted += con.execute("""
+    changed = {v for (v,) in con.execute("SELECT variable_id FROM _changed").fetchall()}
+    deleted = inserted = 0
+    if changed:
+        deleted = con.execute("""
             DELETE FROM clean.measurements
             WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT variable_id FROM _changed)
         """, params).fetchone()[0]
-        report.inserted += con.execute("""
+        inserted = con.execute("""
             INSERT INTO clean.measurements (variable_id, ts, value, chain, chain_version)
             SELECT * FROM _clean_new SEMI JOIN _changed USING (variable_id)
         """).fetchone()[0]
     con.execute("DROP TABLE _changed")
+    return changed, int(deleted), int(inserted)
 
 
 def before_after(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,

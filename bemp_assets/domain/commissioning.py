@@ -25,7 +25,7 @@ import duckdb
 import pandas as pd
 
 from .config import BempConfig
-from .warehouse import transaction
+from .warehouse import write_transaction
 
 RESULT_COLUMNS = ["variable_id", "day", "observed", "threshold"]
 PASS, FAIL, NO_DATA = "pass", "fail", "no_data"
@@ -326,14 +326,15 @@ def record(con, outcomes: list[RuleOutcome], asset: str, run_id: str, checked_at
         return 0
     rows = pd.concat(frames, ignore_index=True)
     con.register("_outcomes", rows)
-    with transaction(con):
-        con.execute("""
-            INSERT INTO ops.commissioning_results
-                (checked_at, run_id, asset, partition, variable_id, day, rule, passed, observed, threshold, verdict)
-            SELECT $checked_at, $run_id, $asset, strftime(day::DATE, '%Y-%m-%d'), variable_id, day::DATE, rule, passed,
-                   observed, threshold, verdict
-            FROM _outcomes
-        """, {"checked_at": checked_at, "run_id": run_id, "asset": asset})
+    insert = """
+        INSERT INTO ops.commissioning_results
+            (checked_at, run_id, asset, partition, variable_id, day, rule, passed, observed, threshold, verdict)
+        SELECT $checked_at, $run_id, $asset, strftime(day::DATE, '%Y-%m-%d'), variable_id, day::DATE, rule, passed,
+               observed, threshold, verdict
+        FROM _outcomes
+    """
+    params = {"checked_at": checked_at, "run_id": run_id, "asset": asset}
+    write_transaction(con, lambda con: con.execute(insert, params), what="record commissioning verdicts")
     con.unregister("_outcomes")
     return len(rows)
 

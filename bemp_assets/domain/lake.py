@@ -36,6 +36,8 @@ DATA_PATH_ENV = "BEMP_LAKE_DATA_PATH"
 # many times; a logical conflict (both changed the same rows) is ours to retry (retrying)
 COMMIT_RETRIES = 50
 DEFAULT_ATTEMPTS = 6
+# the longest wait between two attempts (the backoff doubles from 0.2 s up to this)
+MAX_WAIT_S = 10.0
 CONFLICT_MARKERS = ("conflict", "could not serialize", "deadlock detected", "duplicate key value violates")
 T = TypeVar("T")
 log = logging.getLogger("bemp.lake")
@@ -140,20 +142,26 @@ def is_conflict(exc: BaseException) -> bool:
     return any(marker in text for marker in CONFLICT_MARKERS)
 
 
+def conflict_summary(exc: BaseException) -> str:
+    """The line of a conflict error that says what collided (DuckDB puts it after a generic one)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return next((line for line in lines if "conflict" in line.lower()), lines[0] if lines else repr(exc))[:200]
+
+
 def retrying(action: Callable[[], T], attempts: int = DEFAULT_ATTEMPTS, what: str = "transaction",
              sleep: Callable[[float], None] = time.sleep) -> T:
     """``action()``, run again after a conflict with another transaction, at most ``attempts``
-    times in all, with a jittered backoff (0.2 s doubling); each retry is logged. ``action``
-    must be a whole transaction (it is run from its start again)."""
+    times in all, with a jittered backoff (0.2 s doubling, at most MAX_WAIT_S); each retry is
+    logged. ``action`` must be a whole transaction (it is run from its start again)."""
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except duckdb.Error as exc:
             if not is_conflict(exc) or attempt == attempts:
                 raise
-            wait = 0.2 * 2 ** (attempt - 1) * (0.5 + random.random())
+            wait = min(MAX_WAIT_S, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
             log.warning("%s: conflict with a concurrent transaction (%s); retry %d/%d in %.1f s",
-                        what, str(exc).splitlines()[0][:200], attempt, attempts - 1, wait)
+                        what, conflict_summary(exc), attempt, attempts - 1, wait)
             sleep(wait)
     raise AssertionError("unreachable")
 

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import duckdb
 
-from .warehouse import transaction
+from .warehouse import write_transaction
 
 # Each variable's kind and sampling interval after its filter chain (raw's before the first
 # clean run): decides which aggregates get a sum and how coverage is counted.
@@ -26,7 +26,7 @@ def _rebuild_aggregate(con: duckdb.DuckDBPyConnection, table: str, bucket: str, 
     """Replace ``table`` rows whose bucket lies in the window with fresh aggregates of clean,
     in one transaction. ``bucket`` is the SQL of a row's bucket, ``bucket_seconds`` of its
     length, ``keep`` the bucket filter."""
-    with transaction(con):
+    def rewrite(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         deleted = con.execute(f"DELETE FROM {table} WHERE {keep}", params).fetchone()[0]
         inserted = con.execute(f"""
             INSERT INTO {table}
@@ -43,7 +43,8 @@ def _rebuild_aggregate(con: duckdb.DuckDBPyConnection, table: str, bucket: str, 
             SELECT variable_id, bucket, mean, lo, hi, total, n, least(1.0, n * interval_s / {bucket_seconds})
             FROM stats
         """, params).fetchone()[0]
-    return {"deleted": int(deleted), "rows": int(inserted)}
+        return {"deleted": int(deleted), "rows": int(inserted)}
+    return write_transaction(con, rewrite, what=f"rewrite {table}")
 
 
 def rebuild_hourly(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[str, int]:

@@ -16,12 +16,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import duckdb
 import pandas as pd
 
+from .lake import retrying
 from .parsing import ParsedFile
+
+T = TypeVar("T")
 
 SCHEMAS = ("meta", "raw", "clean", "agg", "ops")
 
@@ -187,6 +190,25 @@ def drop_enforced_keys(con: duckdb.DuckDBPyConnection, ddl: str) -> list[str]:
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {name}_keyed")
             con.execute(f"DROP TABLE {name}_keyed")
     return keyed
+
+
+# attempts of one write transaction that loses write-write conflicts (DuckLake) before the
+# step fails; with the backoff of lake.retrying that is about 40 s of waiting in all
+WRITE_ATTEMPTS = 10
+
+
+def write_transaction(con: duckdb.DuckDBPyConnection, body: Callable[[duckdb.DuckDBPyConnection], T],
+                      what: str) -> T:
+    """``body(con)`` as one transaction, run again from its start when COMMIT loses a
+    write-write conflict with a concurrent writer (DuckLake checks conflicts per table at
+    commit: two backfills rewriting disjoint windows of clean.measurements still conflict).
+    Retrying the transaction, not the step, keeps a conflict cheap: the parsed files and
+    filtered frames stay as they are. ``body`` must keep no state between attempts (return its
+    figures, do not add them to an outer report). On the embedded file nothing conflicts."""
+    def attempt() -> T:
+        with transaction(con):
+            return body(con)
+    return retrying(attempt, attempts=WRITE_ATTEMPTS, what=what)
 
 
 @contextmanager
@@ -374,9 +396,10 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
     No key is enforced: the batch holds one row per key and only keys raw lacks are inserted,
     so raw.measurements stays unique (the ``duplicates`` commissioning rule verifies it).
     """
-    report = IngestReport.of_files(parsed)
     good = [p for p in parsed if p.table]
-    with transaction(con):
+
+    def merge(con: duckdb.DuckDBPyConnection) -> IngestReport:
+        report = IngestReport.of_files(parsed)
         report.variables = _upsert_variables(con, source, tz, good, now)
         report.rejects_in_files, report.rejects_new = _insert_rejects(con, source.name, parsed, now)
         if good:
@@ -391,7 +414,8 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
                 report.outside_window = sum(p.rows for p in good) - report.rows_in_window - report.overlapping_rows
         if also is not None:  # a source's own table, committed together with raw (or not at all)
             also(con)
-    return report
+        return report
+    return write_transaction(con, merge, what=f"merge {source.name} into raw")
 
 
 @contextmanager
