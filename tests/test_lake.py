@@ -22,11 +22,14 @@ import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, instance_for_test
 
+from bemp_assets import cli_planner, cli_report
 from bemp_assets.cli import environment, reference_servers, run, seed_sample
 from bemp_assets.domain.connection import connect
+from bemp_assets.domain.snapshot import snapshot_path
 from bemp_assets.lake_server import EmbeddedPostgres, lake_settings, write_instance
 
 from .conftest import REAL, make_settings
@@ -35,9 +38,10 @@ STEEL_DAYS, REACH_DAYS, LIVE_DAYS = ("2018-03-24", "2018-03-26"), ("2016-10-29",
 # columns that record when a row was written or judged, not what it holds
 BOOKKEEPING = {"fetched_at", "ingested_at", "updated_at", "first_seen", "rejected_at", "checked_at", "run_id",
                "as_of", "revised_at", "detected_at", "created_at", "evaluated_at", "evaluated_to", "claimed_at", "sent_at",
-               "acked_at"}  # evaluated_to: alarms are evaluated up to the time of the run
+               "acked_at", "computed_at", "hashed_at", "loaded_at", "published_at", "stored_at", "requested_at"}
+# (evaluated_to: alarms are evaluated up to the time of the run)
 # append-only logs of evaluation attempts (compared by their distinct contents)
-ATTEMPT_LOGS = {"ops.commissioning_results"}
+ATTEMPT_LOGS = {"ops.commissioning_results", "bi.commissioning_results"}
 NUMERIC = ("DOUBLE", "INTEGER", "BIGINT", "FLOAT", "HUGEINT")
 GRID = "7f6eca13160d9ddd2584"
 ROME, UTC = ZoneInfo("Europe/Rome"), timezone.utc
@@ -49,19 +53,33 @@ def fingerprint(con) -> dict[str, tuple]:
     differ in its last bit with the order rows are scanned in (measured: 4e-16 relative)."""
     tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                          "WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2").fetchall()
-    prints = {}
-    for schema, table in tables:
-        name = f"{schema}.{table}"
-        columns = [(c, t) for c, t in con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {name})").fetchall()
-                   if c not in BOOKKEEPING]
-        content = ", ".join(f'"{c}"' for c, t in columns if t not in ("DOUBLE", "FLOAT")) or "NULL"
-        sums = [f'round(sum("{c}"), 6)' for c, t in columns if t in NUMERIC]
-        # the commissioning history keeps a row per evaluation attempt: on the lake a step retried
-        # after a write-write conflict evaluates again, so its verdicts are compared, not attempts
-        kept = ", ".join(f'"{c}"' for c, t in columns)
-        source = f"(SELECT DISTINCT {kept} FROM {name})" if name in ATTEMPT_LOGS else name
-        prints[name] = con.execute(f"SELECT count(*), sum(hash({content})), {', '.join(sums) or 'NULL'} FROM {source}").fetchone()
-    return prints
+    return {f"{schema}.{table}": relation_print(con, f"{schema}.{table}") for schema, table in tables}
+
+
+def view_fingerprint(con) -> dict[str, tuple]:
+    """The same per view of a BI snapshot's ``bi`` schema."""
+    views = con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'bi' ORDER BY 1").fetchall()
+    return {view: relation_print(con, f"bi.{view}") for (view,) in views}
+
+
+def relation_print(con, name: str) -> tuple:
+    """(rows, sum of row hashes over the exact columns, sums of the numeric columns) of ``name``,
+    leaving out the BOOKKEEPING columns."""
+    columns = [(c, t) for c, t in con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {name})").fetchall()
+               if c not in BOOKKEEPING]
+    content = ", ".join(f'"{c}"' for c, t in columns if t not in ("DOUBLE", "FLOAT")) or "NULL"
+    sums = [f'round(sum("{c}"), 6)' for c, t in columns if t in NUMERIC]
+    # the commissioning history keeps a row per evaluation attempt: on the lake a step retried
+    # after a write-write conflict evaluates again, so its verdicts are compared, not attempts
+    kept = ", ".join(f'"{c}"' for c, t in columns)
+    source = f"(SELECT DISTINCT {kept} FROM {name})" if name in ATTEMPT_LOGS else name
+    return con.execute(f"SELECT count(*), sum(hash({content})), {', '.join(sums) or 'NULL'} FROM {source}").fetchone()
+
+
+def differences(expected: dict[str, tuple], got: dict[str, tuple]) -> dict[str, list]:
+    """Per relation whose fingerprints differ: (position, expected, got) of the parts that do."""
+    return {name: [(i, x, y) for i, (x, y) in enumerate(zip(expected[name], got[name])) if not same((x,), (y,))]
+            for name in expected if name in got and not same(expected[name], got[name])}
 
 
 def same(expected: tuple, got: tuple) -> bool:
@@ -85,6 +103,12 @@ def failures(lake) -> str:
 def live_and_status(settings, instance):
     with reference_servers(settings):
         return run(settings, *LIVE_DAYS, None, instance=instance, job_name="bemp_live")
+
+
+def buildings_and_kpis(settings, instance) -> list[int]:
+    """The unpartitioned layers on top: comfort and the planner, then KPIs, reports and the BI
+    snapshot (`bemp planner run`, `bemp report refresh`)."""
+    return [cli_planner.run(settings, instance=instance), cli_report.refresh(settings, instance=instance)]
 
 
 class Reader(threading.Thread):
@@ -120,6 +144,7 @@ def embedded(tmp_path_factory):
         for days in (STEEL_DAYS, REACH_DAYS):
             assert run(settings, *days, None, instance=instance, refresh_status=False) == 0
         assert live_and_status(settings, instance) == 0
+        assert buildings_and_kpis(settings, instance) == [0, 0]
     return settings
 
 
@@ -145,24 +170,39 @@ def lake(tmp_path_factory, postgres):
         reader.join(timeout=30)
         instance = DagsterInstance.get()
         live_code = live_and_status(settings, instance)
+        upper_codes = buildings_and_kpis(settings, instance)
         yield {"settings": settings, "codes": [w.returncode for w in workers], "outputs": outputs, "reader": reader,
-               "instance": instance, "live_code": live_code}
+               "instance": instance, "live_code": live_code, "upper_codes": upper_codes}
 
 
 def test_every_table_equals_the_embedded_run(embedded, lake):
     assert lake["codes"] == [0, 0], failures(lake)
     assert lake["live_code"] == 0
+    assert lake["upper_codes"] == [0, 0]
     with connect(embedded.warehouse, read_only=True) as con:
         expected = fingerprint(con)
     with connect(lake["settings"].warehouse, read_only=True) as con:
         got = fingerprint(con)
     assert set(got) - {"meta.write_claims"} == set(expected) - {"meta.write_claims"}
-    differing = {t: (expected[t], got[t]) for t in expected if t != "meta.write_claims" and not same(expected[t], got[t])}
+    differing = differences(expected, got)
+    differing.pop("meta.write_claims", None)
     assert differing == {}
     # and not vacuous: the layers hold the runs' data
     for table in ("raw.measurements", "clean.measurements", "agg.hourly", "agg.daily", "raw.gateway_measurements",
-                  "raw.ipanel_charger_status", "meta.variables", "ops.installation_status"):
+                  "raw.ipanel_charger_status", "meta.variables", "ops.installation_status", "kpi.energy_daily",
+                  "kpi.measures", "comfort.hourly", "planner.forecast"):
         assert got[table][0] > 0, table
+
+
+def test_the_bi_snapshot_equals_the_embedded_one(embedded, lake):
+    """`bemp report refresh` on the lake publishes the same bi views as on the embedded file."""
+    prints = []
+    for settings in (embedded, lake["settings"]):
+        with duckdb.connect(str(snapshot_path(settings.home / "bi")), read_only=True) as con:
+            prints.append(view_fingerprint(con))
+    assert len(prints[0]) >= 30 and prints[0].keys() == prints[1].keys()
+    assert differences(*prints) == {}
+    assert prints[1]["energy_daily"][0] > 0
 
 
 def test_lake_values_match_the_csv(lake):
