@@ -38,7 +38,10 @@ run: install
 # $(BEMP_HOME)/lake; the days run as 2 runs at once (docs/deploy.md)
 run-lake: install
 	$(BIN)/bemp seed-sample
-	$(BIN)/bemp run --backend lake --workers 2 --with-reference-servers
+	$(BIN)/bemp --backend lake run --workers 2 --with-reference-servers
+	$(BIN)/bemp --backend lake planner run
+	$(BIN)/bemp --backend lake models train
+	$(BIN)/bemp --backend lake report refresh
 
 # two workers (this machine has two cores); a module's tests stay on one worker so its
 # module-scoped warehouse is built once; the slowest tests are listed for CI's record

@@ -18,6 +18,8 @@
                                           one day-ahead forecast (docs/models.md)
     bemp api serve [--port N] [--host H] | token create --name N --scope S | revoke ID | list
                                           the HTTP API and its tokens (docs/api.md)
+    bemp --backend lake COMMAND ...       any command on the embedded scale-out profile: DuckLake
+                                          and the Dagster instance on a PostgreSQL under $BEMP_HOME/lake
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from typing import Iterator
 
 from bemp_assets.domain.settings import Settings
 
@@ -347,6 +350,9 @@ def _report_failed_checks(instance, run_id: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bemp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", dest="global_backend", choices=["file", "lake"], default="file",
+                        help="lake: run the command on the embedded scale-out profile (PostgreSQL from pip under "
+                             "$BEMP_HOME/lake holding the DuckLake catalog and the Dagster instance; docs/deploy.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("seed-sample", help="copy the bundled sample CSVs into the inbox")
     run_parser = sub.add_parser("run", help="materialise a range of days in one run")
@@ -358,8 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--job", default="bemp_pipeline", choices=["bemp_pipeline", "bemp_live"],
                             help="bemp_pipeline: the CSV inbox (default); bemp_live: the gateway and iPanel APIs")
     run_parser.add_argument("--backend", choices=["file", "lake"], default=None,
-                            help="lake: start the embedded PostgreSQL and use a DuckLake under $BEMP_HOME/lake "
-                                 "with the Dagster instance on the same server (docs/deploy.md)")
+                            help="same as `bemp --backend ... run` (kept for scripts)")
     run_parser.add_argument("--workers", type=int, default=1,
                             help="DuckLake only: run the days as this many runs at once, each in its own process")
     run_parser.add_argument("--no-refresh", action="store_true", help=argparse.SUPPRESS)
@@ -429,7 +434,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return dispatch(args, _settings())
+        settings = _settings()
+        if "lake" in (args.global_backend, getattr(args, "backend", None)):
+            with on_embedded_lake(settings) as lake:
+                return dispatch(args, lake)
+        return dispatch(args, settings)
     except (CliError, ConfigError) as exc:
         print(f"bemp {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -445,7 +454,7 @@ def dispatch(args, settings: Settings) -> int:
         return 0
     if args.command == "run":
         code = run_command(args, settings)
-        if code in (0, 1) and args.backend != "lake" and not args.no_refresh:  # show what the warehouse now holds
+        if code in (0, 1) and not args.no_refresh:  # show what the warehouse now holds
             from bemp_assets.domain.summary import warehouse_summary
 
             print(warehouse_summary(settings.warehouse))
@@ -486,19 +495,20 @@ def dispatch(args, settings: Settings) -> int:
 def run_command(args, settings: Settings) -> int:
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: expected a number of parallel runs >= 1")
-    if args.backend == "lake":
-        from dagster import DagsterInstance
-
-        from bemp_assets.lake_server import embedded_lake
-
-        with embedded_lake(settings) as (lake, dagster_home), environment({"DAGSTER_HOME": str(dagster_home)}):
-            print(f"DuckLake: catalog {lake.warehouse.describe()}; Dagster instance {dagster_home}")
-            code = _run_sources(args, lake, DagsterInstance.get())
-            from bemp_assets.domain.summary import warehouse_summary
-
-            print(warehouse_summary(lake.warehouse))
-            return code
     return _run_sources(args, settings)
+
+
+@contextmanager
+def on_embedded_lake(settings: Settings) -> Iterator[Settings]:
+    """``bemp --backend lake ...``: start the embedded PostgreSQL under $BEMP_HOME/lake, point the
+    warehouse at its DuckLake and DAGSTER_HOME at an instance on the same server (also in this
+    process's environment, for the code location loaded here); stop the server afterwards."""
+    from bemp_assets.lake_server import embedded_lake
+
+    with embedded_lake(settings) as (lake, dagster_home), \
+            environment({"DAGSTER_HOME": str(dagster_home), **lake.to_env()}):
+        print(f"DuckLake: catalog {lake.warehouse.describe()}; Dagster instance {dagster_home}")
+        yield lake
 
 
 def _run_sources(args, settings: Settings, instance=None) -> int:

@@ -272,3 +272,16 @@ def test_a_write_that_loses_a_conflict_runs_again_whole(postgres, tmp_path):
     assert sorted(second.execute("SELECT day, value FROM w").fetchall()) == [(1, 11), (2, 22)]
     first.close()
     second.close()
+
+
+def test_any_command_takes_the_lake_and_says_when_it_is_empty(tmp_path):
+    """`bemp --backend lake COMMAND` starts the embedded server under $BEMP_HOME/lake for any
+    command; a read on a lake nothing has written yet is one clear line, not a traceback."""
+    env = {**os.environ, **make_settings(tmp_path).to_env()}
+    env.pop("BEMP_WAREHOUSE")
+    done = subprocess.run([sys.executable, "-m", "bemp_assets.cli", "--backend", "lake", "summary"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"DuckLake: catalog ducklake:postgres:dbname=bemp user=postgres host={tmp_path}/lake/pg" in done.stdout
+    assert "no DuckLake warehouse at" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "lake" / "dagster_home" / "dagster.yaml").exists()

@@ -128,6 +128,9 @@ def open_lake(target: LakeTarget, read_only: bool = False) -> duckdb.DuckDBPyCon
         con.close()
         if isinstance(exc, LakeError):
             raise
+        if read_only and "does not exist" in str(exc):
+            raise LakeError(f"no DuckLake warehouse at {target.describe()} yet: run the pipeline on it first "
+                            f"(`bemp --backend lake run` or `make run-lake`)") from None
         raise LakeError(f"cannot open the DuckLake warehouse {target.describe()}: {str(exc).splitlines()[0]}. "
                         f"Check that PostgreSQL is reachable with these settings and that the data path exists "
                         f"and is writable.") from None
