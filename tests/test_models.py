@@ -320,3 +320,18 @@ def test_no_forecast_is_issued_for_a_day_far_past_the_data(con, tmp_path):
     assert rows.empty
     assert con.execute("SELECT count(*) FROM ml.forecasts").fetchall() == [(0,)]
     assert any("no daewoo_gwangyang.active_energy data in the 2 days before 2018-06-01" in line for line in lines)
+
+
+def test_hourly_values_differing_in_their_last_bits_give_the_models_the_same_inputs(tmp_path):
+    """DuckDB's parallel sums differ in the last bits between two builds of the same data; the
+    models read hourly values rounded to 1e-6, so both builds train on identical numbers."""
+    frames = []
+    for name, noise in (("a", 0.0), ("b", 1.1e-13)):
+        con = prepare(duckdb.connect(str(tmp_path / f"{name}.duckdb")))
+        con.execute("INSERT INTO agg.hourly (variable_id, hour, mean, min, max, sum, n, coverage) VALUES "
+                    "('v', TIMESTAMPTZ '2018-01-01 00:00:00+00', 1, 1, 1, ?, 4, 1), "
+                    "('v', TIMESTAMPTZ '2018-01-01 01:00:00+00', 1, 1, 1, ?, 4, 1)", [31.2 + noise, 0.1 + 0.2 + noise])
+        frames.append(load_hourly(con, ["v"]))
+        con.close()
+    assert frames[0].equals(frames[1])
+    assert frames[0]["v"].tolist() == [31.2, 0.3]

@@ -60,9 +60,14 @@ def utc_now() -> datetime:
 
 def load_hourly(con, variables: list[str], start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
     """agg.hourly as a wide frame (UTC hour index, one column per variable, every hour of the
-    span present, NaN where no row): the energy sum, or the mean for non-energy variables."""
+    span present, NaN where no row): the energy sum, or the mean for non-energy variables.
+
+    Rounded to 1e-6 (far below any meter's resolution): DuckDB sums in parallel in no fixed
+    order, so two builds of the same data differ in the last bits of ~7 % of the hours, and
+    gradient boosting with an absolute-error loss turned that into backtest MAEs 1.8 kWh apart
+    (35.70 against 37.54 for one model). Rounded, every build trains the same model."""
     long = con.execute(
-        "SELECT variable_id, hour, coalesce(sum, mean) AS value FROM agg.hourly WHERE variable_id IN "
+        "SELECT variable_id, hour, round(coalesce(sum, mean), 6) AS value FROM agg.hourly WHERE variable_id IN "
         "(SELECT unnest($v)) AND ($start IS NULL OR hour >= $start) AND ($end IS NULL OR hour < $end)",
         {"v": variables, "start": start, "end": end}).df()
     if long.empty:
