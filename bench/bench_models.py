@@ -24,7 +24,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bemp_assets.domain.config import ForecastingConfig, ModelSpec, load_config  # noqa: E402
+from bemp_assets.domain.config import BASELINES, ForecastingConfig, ModelSpec, load_config  # noqa: E402
 from bemp_assets.domain.forecasting_eval import backtest, score_backtests  # noqa: E402
 from bemp_assets.domain.forecasting_jobs import baseline_specs, history_frame  # noqa: E402
 
@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--no-tpot", action="store_true")
     parser.add_argument("--tpot-only", action="store_true", help="TPOT models and the baselines only")
     parser.add_argument("--search-space", help="TPOT search space instead of the configured one (e.g. trees)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these models and variants only (and the baselines)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bemp-bench-models-"))
     path = Path(args.warehouse) if args.warehouse else build_warehouse(home)
@@ -98,6 +99,8 @@ def main() -> int:
         models = [m.model_copy(update={"tpot": m.tpot.model_copy(update={"search_space": args.search_space})})
                   if m.learner == "tpot" else m for m in models]
     specs = [*[b for b in baseline_specs(config) if b.target == TARGET], *models, *([] if args.tpot_only else variants())]
+    if args.only:
+        specs = [s for s in specs if s.name in args.only or s.learner in BASELINES]
     settings = config.forecasting.model_copy(update={"backtest_start": START, "backtest_end": END})
     config = config.model_copy(update={"forecasting": ForecastingConfig(**settings.model_dump())})
     con = duckdb.connect(str(copy))
