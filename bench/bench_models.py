@@ -33,6 +33,8 @@ TARGET = "daewoo_gwangyang.active_energy"
 CALENDAR = ["hour", "weekday", "day_of_year", "weekend", "holiday", "tou_period"]
 OFF = ["New Year's Day", "Korean New Year", "Chuseok", "Workers' Day", "Christmas Day"]
 LAGS = {"target_lags_days": [1, 2, 3, 7, 14], "target_daily_lags": [1, 7]}
+PLAN_CALENDAR = ["hour", "weekday", "day_of_year", "weekend", "holiday"]
+PLAN = {"variable": "daewoo_gwangyang.load_type", "kind": "planned", "lags_days": [0], "daily_lags": [0, 1]}
 
 
 def variants() -> list[ModelSpec]:
@@ -45,6 +47,17 @@ def variants() -> list[ModelSpec]:
         ModelSpec(name="v_calendar_long_lags", features={
             "calendar": CALENDAR, "holidays_country": "KR", "off_holidays": OFF, "target_lags_days": [1, 7, 14, 21, 28],
             "target_daily_lags": [1, 7, 14, 21, 28]}, **base),
+        # with the production plan (the assumption of steel_plan)
+        ModelSpec(name="v_plan_calendar", features={"calendar": PLAN_CALENDAR, "holidays_country": "KR",
+                                                    "exogenous": [PLAN]}, **base),
+        ModelSpec(name="v_plan_steel_calendar", features={"calendar": CALENDAR, "holidays_country": "KR", "off_holidays": OFF,
+                                                          "exogenous": [PLAN]}, **base),
+        ModelSpec(name="v_plan_running_day_lags_d1_d7", features={
+            "calendar": PLAN_CALENDAR, "holidays_country": "KR", "exogenous": [PLAN], "running_day_plan": PLAN["variable"],
+            "target_lags_days": [1, 7], "target_daily_lags": [1, 7]}, **base),
+        ModelSpec(name="v_plan_no_day_of_year", features={
+            "calendar": ["hour", "weekday", "weekend", "holiday"], "holidays_country": "KR", "exogenous": [PLAN],
+            "running_day_plan": PLAN["variable"]}, **base),
     ]
 
 
