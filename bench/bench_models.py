@@ -62,8 +62,8 @@ def variants() -> list[ModelSpec]:
 
 
 def tou_match(frame) -> float:
-    """Share of the hours whose derived tou_period equals the export's Load_Type (read here
-    read from the CSV itself, independently of its ingested copy daewoo_gwangyang.load_type). Rows are stamped at the end of
+    """Share of the hours whose derived tou_period equals the export's Load_Type, read here from
+    the CSV itself (independently of its ingested copy). Rows are stamped at the end of
     their 15 minutes, '0:00' meaning 24:00 of that date."""
     import pandas as pd
 
