@@ -3,9 +3,11 @@
 Time model (docs/models.md). A forecast covers the local hours of a target day D (the model's
 time zone) and is issued at ``issue_time`` (00:00 of D by default, data up to that instant).
 Every feature carries ``available_at``, the instant its value is known: calendar features at
-issue, a lag of k days at the end of local day D-k. The builder refuses any frame where a
-feature's ``available_at`` is later than its row's issue, so a leak is an error, never silent;
-the configuration refuses such lags before anything runs (config.ModelSpec).
+issue, a lag of k days at the end of local day D-k, a planned input's value of day D-k (a
+production plan) at its publication, so D's own plan when published by the issue. The builder
+refuses any frame where a feature's ``available_at`` is later than its row's issue, so a leak
+is an error, never silent; the configuration refuses such lags before anything runs
+(config.ModelSpec, config.load_config for a plan no source declares).
 
 Training rows are the same rows as forecast rows, for earlier days: a model refitted at a
 cutoff uses only rows whose target hour ended by the cutoff. No Dagster here.
@@ -13,8 +15,8 @@ cutoff uses only rows whose target hour ended by the cutoff. No Dagster here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import date, timedelta
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -120,8 +122,8 @@ def _days_since_running(plan: pd.Series, rows: pd.DataFrame, tz: str, first: int
 
 def _running_day_features(series: pd.Series, plan: pd.Series, rows: pd.DataFrame, tz: str, first: int):
     """The target at the same hour of the last running day before the issue and that day's
-    total, each known at the end of that day. Days with no running day before are NaN, and
-    their available_at is the issue (nothing read)."""
+    total, each known at the end of that day. Days with no running day before are NaN (their
+    available_at is the end of D-``first``, nothing is read)."""
     back = _days_since_running(plan, rows, tz, first)
     known = ~np.isnan(back)
     lag = np.where(known, back, first)
