@@ -24,7 +24,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bemp_assets.domain.config import ForecastingConfig, ModelSpec, load_config  # noqa: E402
+from bemp_assets.domain.config import BASELINES, ForecastingConfig, ModelSpec, load_config  # noqa: E402
 from bemp_assets.domain.forecasting_eval import backtest, score_backtests  # noqa: E402
 from bemp_assets.domain.forecasting_jobs import baseline_specs, history_frame  # noqa: E402
 
@@ -33,6 +33,8 @@ TARGET = "daewoo_gwangyang.active_energy"
 CALENDAR = ["hour", "weekday", "day_of_year", "weekend", "holiday", "tou_period"]
 OFF = ["New Year's Day", "Korean New Year", "Chuseok", "Workers' Day", "Christmas Day"]
 LAGS = {"target_lags_days": [1, 2, 3, 7, 14], "target_daily_lags": [1, 7]}
+PLAN_CALENDAR = ["hour", "weekday", "day_of_year", "weekend", "holiday"]
+PLAN = {"variable": "daewoo_gwangyang.load_type", "kind": "planned", "lags_days": [0], "daily_lags": [0, 1]}
 
 
 def variants() -> list[ModelSpec]:
@@ -45,12 +47,23 @@ def variants() -> list[ModelSpec]:
         ModelSpec(name="v_calendar_long_lags", features={
             "calendar": CALENDAR, "holidays_country": "KR", "off_holidays": OFF, "target_lags_days": [1, 7, 14, 21, 28],
             "target_daily_lags": [1, 7, 14, 21, 28]}, **base),
+        # with the production plan (the assumption of steel_plan)
+        ModelSpec(name="v_plan_calendar", features={"calendar": PLAN_CALENDAR, "holidays_country": "KR",
+                                                    "exogenous": [PLAN]}, **base),
+        ModelSpec(name="v_plan_steel_calendar", features={"calendar": CALENDAR, "holidays_country": "KR", "off_holidays": OFF,
+                                                          "exogenous": [PLAN]}, **base),
+        ModelSpec(name="v_plan_running_day_lags_d1_d7", features={
+            "calendar": PLAN_CALENDAR, "holidays_country": "KR", "exogenous": [PLAN], "running_day_plan": PLAN["variable"],
+            "target_lags_days": [1, 7], "target_daily_lags": [1, 7]}, **base),
+        ModelSpec(name="v_plan_no_day_of_year", features={
+            "calendar": ["hour", "weekday", "weekend", "holiday"], "holidays_country": "KR", "exogenous": [PLAN],
+            "running_day_plan": PLAN["variable"]}, **base),
     ]
 
 
 def tou_match(frame) -> float:
-    """Share of the hours whose derived tou_period equals the export's Load_Type (read here
-    only to report the match; the pipeline does not ingest it). Rows are stamped at the end of
+    """Share of the hours whose derived tou_period equals the export's Load_Type, read here from
+    the CSV itself (independently of its ingested copy). Rows are stamped at the end of
     their 15 minutes, '0:00' meaning 24:00 of that date."""
     import pandas as pd
 
@@ -85,6 +98,7 @@ def main() -> int:
     parser.add_argument("--no-tpot", action="store_true")
     parser.add_argument("--tpot-only", action="store_true", help="TPOT models and the baselines only")
     parser.add_argument("--search-space", help="TPOT search space instead of the configured one (e.g. trees)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these models and variants only (and the baselines)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bemp-bench-models-"))
     path = Path(args.warehouse) if args.warehouse else build_warehouse(home)
@@ -98,6 +112,8 @@ def main() -> int:
         models = [m.model_copy(update={"tpot": m.tpot.model_copy(update={"search_space": args.search_space})})
                   if m.learner == "tpot" else m for m in models]
     specs = [*[b for b in baseline_specs(config) if b.target == TARGET], *models, *([] if args.tpot_only else variants())]
+    if args.only:
+        specs = [s for s in specs if s.name in args.only or s.learner in BASELINES]
     settings = config.forecasting.model_copy(update={"backtest_start": START, "backtest_end": END})
     config = config.model_copy(update={"forecasting": ForecastingConfig(**settings.model_dump())})
     con = duckdb.connect(str(copy))

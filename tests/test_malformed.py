@@ -31,7 +31,7 @@ from .conftest import CONFIG_DIR, SAMPLE, make_settings
 NOW = datetime(2024, 6, 1, 12, tzinfo=timezone.utc)  # "today" is 2024-06-01 in Europe/Rome
 H = "Dispositivo,Parametro,Data,Valore"
 STEEL_HEADER = (SAMPLE / "Steel_industry_data.csv").read_text(encoding="utf-8-sig").splitlines()[0]
-STEEL_COLUMNS = 6  # configured value columns of steel_plant
+STEEL_COLUMNS = 7  # configured value columns of steel_plant (six numbers and the coded Load_Type)
 
 
 def r(time: str, value: str, device: str = "d1", parameter: str = "Potenza attiva") -> str:
@@ -41,7 +41,7 @@ def r(time: str, value: str, device: str = "d1", parameter: str = "Potenza attiv
 
 
 def w(stamp: str, cells: str) -> str:
-    """A steel-plant wide line: timestamp, the six configured cells, then the ignored columns."""
+    """A steel-plant wide line: timestamp, the six numeric cells, the ignored columns, Load_Type."""
     return f"{stamp},{cells},900,Weekday,Tuesday,Light_Load"
 
 
@@ -128,22 +128,26 @@ CASES = [
     Case("wide_1e309_nan_inf_and_magnitude", text(STEEL_HEADER, w("1/1/2019 0:15", "3.17,2.95,0,0,73.21,100"),
                                                   w("1/1/2019 0:30", "1e309,4.46,0,0,66.77,100"),
                                                   w("1/1/2019 0:45", "3.24,-1e309,0,0,70.28,NaN"),
-                                                  w("1/1/2019 1:00", "3.1,inf,0,0,2e12,100")), 6 + 5 + 4 + 4,
+                                                  w("1/1/2019 1:00", "3.1,inf,0,0,2e12,100")), 7 + 6 + 5 + 5,
          [(3, "Usage_kWh", "number '1e309' is not finite"), (4, "Lagging_Current_Reactive.Power_kVarh", "number '-1e309' is not finite"),
           (4, "Leading_Current_Power_Factor", "bad number 'NaN' in column Leading_Current_Power_Factor"),
           (5, "Lagging_Current_Power_Factor", "number '2e12' beyond ±1e+12"), (5, "Lagging_Current_Reactive.Power_kVarh", "bad number 'inf'")],
          source="steel_plant"),
     Case("wide_empty_cells", text(STEEL_HEADER, w("1/1/2019 0:15", "3.17,2.95,0,0,73.21,100"), w("1/1/2019 0:30", ",4.46,,0,66.77,100"),
-                                  w("1/1/2019 0:45", ",,,,,"), w("yesterday", ",,1,,,"), w("1/1/2019 1:00", " ,3.1,0,0,1,1")), 6 + 4 + 0 + 5,
+                                  w("1/1/2019 0:45", ",,,,,"), w("yesterday", ",,1,,,"), w("1/1/2019 1:00", " ,3.1,0,0,1,1")), 7 + 5 + 1 + 6,
          [(5, "date", "bad date 'yesterday': expected format %d/%m/%Y %H:%M")], source="steel_plant", missing=2 + 6 + 1),
     Case("wide_repeated_header", text(STEEL_HEADER, w("1/1/2019 0:15", "3.17,2.95,0,0,73.21,100"), STEEL_HEADER,
-                                      w("1/1/2019 0:30", "3.17,2.95,0,0,73.21,100")), 12,
+                                      w("1/1/2019 0:30", "3.17,2.95,0,0,73.21,100")), 14,
          [(3, "date", "the header repeated on this line")], source="steel_plant"),
     Case("wide_before_the_start_date_and_9999", text(STEEL_HEADER, w("13/02/2016 0:15", "1,1,1,1,1,1"), w("13/02/2016 9:15", "1,1,1,1,1,1"),
-                                                     w("1/1/9999 0:15", "1,1,1,1,1,1")), 6,
+                                                     w("1/1/9999 0:15", "1,1,1,1,1,1")), 7,
          [(2, "date", "time 2016-02-13 00:15:00 is outside the partitions"), (4, "date", "time 9999-01-01 00:15:00 is outside")],
          source="steel_plant"),
-    Case("wide_trailing_comma", text(STEEL_HEADER + ",", w("1/1/2019 0:15", "3.17,2.95,0,0,73.21,100") + ","), 6, source="steel_plant"),
+    Case("wide_trailing_comma", text(STEEL_HEADER + ",", w("1/1/2019 0:15", "3.17,2.95,0,0,73.21,100") + ","), 7, source="steel_plant"),
+    Case("wide_unknown_load_type_label", text(STEEL_HEADER, w("1/1/2019 0:15", "1,1,1,1,1,1"),
+                                              w("1/1/2019 0:30", "1,1,1,1,1,1").replace("Light_Load", "Heavy_Load")), 7 + 6,
+         [(3, "Load_Type", "bad number 'Heavy_Load' in column Load_Type: expected one of the labels 'Light_Load', "
+                             "'Maximum_Load', 'Medium_Load'")], source="steel_plant"),
     Case("wide_nul_in_a_header_name", text(STEEL_HEADER.replace("Load_Type", "Load\x00Type"), w("1/1/2019 0:15", "1,1,1,1,1,1")), 0,
          [(1, "", "control character 0x00 at position")], source="steel_plant"),
 ]

@@ -45,6 +45,8 @@ MODELS = [
     spec("lags_exogenous", "hist_gradient_boosting", calendar=["hour", "weekday"], target_lags_days=[1, 7],
          target_daily_lags=[1], exogenous=[{"variable": "daewoo_gwangyang.reactive_energy_lagging", "daily_lags": [1]}]),
 ]
+PLAN_MODEL = spec("plan", "hist_gradient_boosting", calendar=["hour", "weekday"], running_day_plan="daewoo_gwangyang.load_type",
+                  exogenous=[{"variable": "daewoo_gwangyang.load_type", "kind": "planned", "lags_days": [0], "daily_lags": [0]}])
 SMALL_TPOT = spec("tiny_tpot", "tpot", calendar=["hour", "weekday"], target_lags_days=[1, 7])
 
 
@@ -172,7 +174,7 @@ def noise_after(con, instant) -> None:
                 "WHERE variable_id = ? AND hour >= ?", [TARGET, instant])
 
 
-@pytest.mark.parametrize("model", [*MODELS, spec("persistence", "persistence"),
+@pytest.mark.parametrize("model", [*MODELS, PLAN_MODEL, spec("persistence", "persistence"),
                                    spec("same_hour_last_week", "same_hour_last_week"), SMALL_TPOT],
                          ids=lambda m: m.learner + ":" + m.name)
 def test_noise_after_the_issue_leaves_that_issues_backtest_forecasts_unchanged(con, model):

@@ -31,7 +31,7 @@ def test_steel_year_real_file(con, config):
     with open(SAMPLE / "Steel_industry_data.csv", encoding="utf-8-sig") as handle:
         records = list(csv.DictReader(handle))
     assert len(records) == 35040
-    assert parsed.rows == 35040 * 6  # six configured value columns, no empty cells
+    assert parsed.rows == 35040 * 7  # seven configured value columns (six numbers and Load_Type), no empty cells
     total = sum(float(r["Usage_kWh"]) for r in records)
     got = con.execute("SELECT sum(value) FROM t WHERE variable_id = 'daewoo_gwangyang.active_energy'").fetchone()[0]
     assert got == pytest.approx(total, rel=1e-12)
@@ -153,7 +153,7 @@ def test_wide_bad_cells_and_header_only(con, config, tmp_path):
                      "1/1/2019 0:30,n/a,4.46,,0,66.77,100,1800,Weekday,Tuesday,Light_Load\n"
                      "2019-01-01 00:45,3.24,3.28,0,0,70.28,100,2700,Weekday,Tuesday,Light_Load\n")
     parsed = parse(con, config, path, "steel_plant")
-    assert parsed.rows == 6 + 4  # line 3: one bad cell rejected, one empty cell absent
+    assert parsed.rows == 7 + 5  # Load_Type included; line 3: one bad cell rejected, one empty cell absent
     got = parsed.rejects[["line", "field"]].values.tolist()
     assert got == [[3, "Usage_kWh"], [4, "date"]]
     assert "expected format %d/%m/%Y %H:%M" in parsed.rejects.loc[1, "reason"]

@@ -113,6 +113,10 @@ class WideColumn(Strict):
     unit: str | None = None
     kind: Kind = "instantaneous"
     category: str | None = None
+    codes: dict[str, float] | None = Field(
+        None, description="a text column stored as numbers: label -> code (any other label is rejected)")
+    planned: bool = Field(False, description="the column is a plan published ahead of its day (a production "
+                                             "schedule), so models may read it as a planned exogenous input")
 
 
 DEFAULT_REACH_PARAMETERS = {
@@ -426,11 +430,32 @@ Country = Annotated[str | None, BeforeValidator(_check_country)]
 Clock = Annotated[str, BeforeValidator(_check_clock)]
 
 
+class IssueTime(Strict):
+    """When a day's forecast is issued: local ``time`` on the target day (``day: 0``) or
+    ``-day`` days before it (``day: -1``, ``time: '10:00'``: a market gate closure)."""
+
+    day: int = Field(0, ge=-7, le=0)
+    time: Clock = "00:00"
+
+    @property
+    def minutes(self) -> int:
+        """Minutes from 00:00 of the target day (negative: before it), wall clock."""
+        hours, minutes = (int(x) for x in self.time.split(":"))
+        return self.day * 1440 + hours * 60 + minutes
+
+
 class ExogenousSpec(Strict):
     """Another variable as input: its value at the same local hour ``lags_days`` days earlier
-    and its local-day totals ``daily_lags`` days earlier."""
+    and its local-day totals ``daily_lags`` days earlier. A ``measured`` variable is known at
+    the end of each day, so its lags must lie behind the issue; a ``planned`` one (a schedule
+    its source declares planned) is known from ``published`` relative to the day it plans,
+    so lag 0, the target day's own plan, is allowed when that is no later than the issue."""
 
     variable: str
+    kind: Literal["measured", "planned"] = "measured"
+    published: IssueTime = Field(default_factory=lambda: IssueTime(),
+                                 description="planned only: latest instant the plan of day D is known, relative to D "
+                                             "(default 00:00 of D, i.e. published during the day before)")
     lags_days: list[int] = Field(default_factory=lambda: [1])
     daily_lags: list[int] = Field(default_factory=list)
 
@@ -444,14 +469,9 @@ class FeatureSpec(Strict):
     off_holidays: list[str] | None = Field(
         None, description="names (case-insensitive substrings) of the holidays, public or not, on which the plant "
                           "stops: tou_period is light on Sundays and on these; default every public holiday")
-
-
-class IssueTime(Strict):
-    """When a day's forecast is issued: local ``time`` on the target day (``day: 0``) or
-    ``-day`` days before it (``day: -1``, ``time: '10:00'``: a market gate closure)."""
-
-    day: int = Field(0, ge=-7, le=0)
-    time: Clock = "00:00"
+    running_day_plan: str | None = Field(
+        None, description="a planned exogenous variable: adds the target at the same hour of the last day before "
+                          "the issue on which that plan is not all zero (the plant ran) and that day's total")
 
 
 class TpotBudget(Strict):
@@ -483,17 +503,34 @@ class ModelSpec(Strict):
         lags = {"features.target_lags_days": self.features.target_lags_days,
                 "features.target_daily_lags": self.features.target_daily_lags}
         for i, exo in enumerate(self.features.exogenous):
+            if exo.kind == "planned":
+                self._check_plan(i, exo)
+                continue
             lags[f"features.exogenous[{i}].lags_days"] = exo.lags_days
             lags[f"features.exogenous[{i}].daily_lags"] = exo.daily_lags
         for key, values in lags.items():
             if any(k < first for k in values):
                 raise ValueError(f"{key} {values}: a lag shorter than {first} day(s) looks past the issue time "
                                  f"(day {self.issue_time.day}, {self.issue_time.time}); use lags >= {first}")
+        planned = {e.variable for e in self.features.exogenous if e.kind == "planned"}
+        if self.features.running_day_plan and self.features.running_day_plan not in planned:
+            raise ValueError(f"features.running_day_plan {self.features.running_day_plan!r} must be one of the "
+                             f"model's planned exogenous variables {sorted(planned)}")
         if "holiday" in self.features.calendar and not self.features.holidays_country:
             raise ValueError("calendar feature 'holiday' needs features.holidays_country")
         if self.learner in BASELINES and (self.features.calendar or self.features.exogenous):
             raise ValueError(f"learner {self.learner!r} is a baseline: it takes no features")
         return self
+
+    def _check_plan(self, i: int, exo: ExogenousSpec) -> None:
+        """The plan of day D-k is known at ``published`` of D-k; it may feed the forecast of D
+        only when that is no later than D's issue (wall clock)."""
+        for key, values in (("lags_days", exo.lags_days), ("daily_lags", exo.daily_lags)):
+            late = [k for k in values if k < 0 or exo.published.minutes - 1440 * k > self.issue_time.minutes]
+            if late:
+                raise ValueError(f"features.exogenous[{i}].{key} {values}: the plan {exo.variable!r} of {late} day(s) "
+                                 f"earlier is published (day {exo.published.day}, {exo.published.time}) after the "
+                                 f"issue time (day {self.issue_time.day}, {self.issue_time.time})")
 
 
 class ForecastingConfig(Strict):
@@ -619,4 +656,19 @@ def load_config(config_dir: Path | str) -> BempConfig:
     for section, (_, required) in SECTIONS.items():
         if required and section not in values:
             raise ConfigError(f"{config_dir}: key '{section}': required section not found in any *.yaml file")
-    return BempConfig(**values, files=origin)
+    config = BempConfig(**values, files=origin)
+    _check_planned_inputs(config)
+    return config
+
+
+def _check_planned_inputs(config: BempConfig) -> None:
+    """A model may read a variable as planned (its target day's value at issue) only when a
+    source declares that column ``planned``: a measured value would leak."""
+    declared = {f"{s.device}.{c.parameter}" for s in config.sources for c in s.columns if c.planned}
+    for i, spec in enumerate(config.forecasting.models):
+        for j, exo in enumerate(spec.features.exogenous):
+            if exo.kind == "planned" and exo.variable not in declared:
+                raise ConfigError(
+                    f"{config.files.get('forecasting', 'forecasting')}: key 'forecasting.models[{i}].features."
+                    f"exogenous[{j}]': {exo.variable!r} is not declared planned by any source column "
+                    f"(sources: columns[].planned: true); declared planned: {sorted(declared)}")

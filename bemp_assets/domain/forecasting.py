@@ -3,9 +3,11 @@
 Time model (docs/models.md). A forecast covers the local hours of a target day D (the model's
 time zone) and is issued at ``issue_time`` (00:00 of D by default, data up to that instant).
 Every feature carries ``available_at``, the instant its value is known: calendar features at
-issue, a lag of k days at the end of local day D-k. The builder refuses any frame where a
-feature's ``available_at`` is later than its row's issue, so a leak is an error, never silent;
-the configuration refuses such lags before anything runs (config.ModelSpec).
+issue, a lag of k days at the end of local day D-k, a planned input's value of day D-k (a
+production plan) at its publication, so D's own plan when published by the issue. The builder
+refuses any frame where a feature's ``available_at`` is later than its row's issue, so a leak
+is an error, never silent; the configuration refuses such lags before anything runs
+(config.ModelSpec, config.load_config for a plan no source declares).
 
 Training rows are the same rows as forecast rows, for earlier days: a model refitted at a
 cutoff uses only rows whose target hour ended by the cutoff. No Dagster here.
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from .config import BASELINES, FeatureSpec, ModelSpec
+from .config import BASELINES, ExogenousSpec, FeatureSpec, IssueTime, ModelSpec
 
 HOUR = pd.Timedelta(hours=1)
 CATEGORICAL = ("hour", "weekday")  # calendar columns HistGradientBoosting treats as categories
@@ -42,12 +45,16 @@ class FeatureFrame:
         return FeatureFrame(self.rows[mask], self.X[mask], self.available_at[mask])
 
 
+def local_instants(days: pd.Series | pd.Index, offset: IssueTime, tz: str) -> pd.Series:
+    """The UTC instant ``offset.day`` days from each local date, at ``offset.time`` local."""
+    wall = pd.to_datetime(pd.Series(days).astype(str)) + pd.Timedelta(minutes=offset.minutes)
+    return wall.dt.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").dt.tz_convert("UTC")
+
+
 def issue_instants(days: pd.Series | pd.Index, spec: ModelSpec, tz: str) -> pd.Series:
     """The UTC issue instant of each target day (local date): ``issue_time.day`` days before
     it, at ``issue_time.time`` local."""
-    hours, minutes = (int(x) for x in spec.issue_time.time.split(":"))
-    wall = pd.to_datetime(pd.Series(days).astype(str)) + pd.Timedelta(days=spec.issue_time.day, hours=hours, minutes=minutes)
-    return wall.dt.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").dt.tz_convert("UTC")
+    return local_instants(days, spec.issue_time, tz)
 
 
 def target_rows(first_day: date, last_day: date, spec: ModelSpec, tz: str) -> pd.DataFrame:
@@ -66,27 +73,65 @@ def _local_key(ts: pd.DatetimeIndex | pd.Series, tz: str) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.DatetimeIndex(ts).tz_convert(tz).tz_localize(None))
 
 
-def _hourly_lag(series: pd.Series, rows: pd.DataFrame, tz: str, days: int) -> np.ndarray:
-    """Value of ``series`` (UTC-hour index) at the same local wall-clock hour ``days`` earlier;
-    an hour repeated by a DST change keeps its first occurrence, a missing one is NaN."""
+def _hourly_lag(series: pd.Series, rows: pd.DataFrame, tz: str, days) -> np.ndarray:
+    """Value of ``series`` (UTC-hour index) at the same local wall-clock hour ``days`` earlier
+    (a number, or one per row); an hour repeated by a DST change keeps its first occurrence, a
+    missing one is NaN."""
     by_wall = pd.Series(series.to_numpy(), index=_local_key(series.index, tz))
     by_wall = by_wall[~by_wall.index.duplicated()]
-    wanted = _local_key(rows["target_ts"], tz) - pd.Timedelta(days=days)
+    wanted = _local_key(rows["target_ts"], tz) - pd.to_timedelta(days, unit="D")
     return by_wall.reindex(wanted).to_numpy(dtype=float)
+
+
+def _daily_totals(series: pd.Series, tz: str) -> pd.Series:
+    """Total of ``series`` per local day (naive midnight index; NaN when fewer than 20 hours are known)."""
+    return series.groupby(_local_key(series.index, tz).normalize()).sum(min_count=20)
+
+
+def _row_days(rows: pd.DataFrame) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(rows["local_day"].astype(str)))
 
 
 def _daily_total_lag(series: pd.Series, rows: pd.DataFrame, tz: str, days: int) -> np.ndarray:
     """Total of ``series`` over local day D-``days`` (NaN when fewer than 20 hours are known)."""
-    local_day = _local_key(series.index, tz).normalize()
-    totals = series.groupby(local_day).sum(min_count=20)
-    wanted = pd.DatetimeIndex(pd.to_datetime(rows["local_day"].astype(str))) - pd.Timedelta(days=days)
-    return totals.reindex(wanted).to_numpy(dtype=float)
+    return _daily_totals(series, tz).reindex(_row_days(rows) - pd.Timedelta(days=days)).to_numpy(dtype=float)
 
 
-def _end_of_local_day(rows: pd.DataFrame, tz: str, days: int) -> np.ndarray:
-    """available_at of a value from local day D-``days``: the end of that day (UTC)."""
-    day_after = pd.to_datetime(rows["local_day"].astype(str)) - pd.Timedelta(days=days - 1)
+def _end_of_local_day(rows: pd.DataFrame, tz: str, days) -> np.ndarray:
+    """available_at of a value from local day D-``days`` (a number, or one per row): the end
+    of that day (UTC)."""
+    day_after = pd.Series(_row_days(rows) - pd.to_timedelta(np.asarray(days) - 1, unit="D"))
     return day_after.dt.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").dt.tz_convert("UTC").to_numpy()
+
+
+def _plan_published(rows: pd.DataFrame, exo: ExogenousSpec, tz: str, days: int) -> np.ndarray:
+    """available_at of the plan of local day D-``days``: its ``published`` instant (UTC)."""
+    return local_instants(_row_days(rows) - pd.Timedelta(days=days), exo.published, tz).to_numpy()
+
+
+def _days_since_running(plan: pd.Series, rows: pd.DataFrame, tz: str, first: int) -> np.ndarray:
+    """Per row of day D: how many days back the last day R <= D-``first`` lies whose plan is
+    not all zero (the plant ran that day); NaN when no such day is known."""
+    totals = plan.groupby(_local_key(plan.index, tz).normalize()).sum(min_count=1)
+    running = pd.Series(totals.index.where(totals > 0), index=totals.index)
+    days = _row_days(rows)
+    span = pd.date_range(min(days.min(), totals.index.min()), days.max())
+    last = pd.DatetimeIndex(running.reindex(span).ffill().reindex(days - pd.Timedelta(days=first)))
+    return ((days - last) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+
+
+def _running_day_features(series: pd.Series, plan: pd.Series, rows: pd.DataFrame, tz: str, first: int):
+    """The target at the same hour of the last running day before the issue and that day's
+    total, each known at the end of that day. Days with no running day before are NaN (their
+    available_at is the end of D-``first``, nothing is read)."""
+    back = _days_since_running(plan, rows, tz, first)
+    known = ~np.isnan(back)
+    lag = np.where(known, back, first)
+    values = {"target_last_running_day": np.where(known, _hourly_lag(series, rows, tz, lag), np.nan),
+              "target_last_running_day_total": np.where(
+                  known, _daily_totals(series, tz).reindex(_row_days(rows) - pd.to_timedelta(lag, unit="D")), np.nan)}
+    available = _end_of_local_day(rows, tz, lag)
+    return {name: (v.astype(float), available) for name, v in values.items()}
 
 
 def tou_period(hour: np.ndarray, month: np.ndarray, off_day: np.ndarray) -> np.ndarray:
@@ -150,15 +195,21 @@ def build_features(hourly: pd.DataFrame, spec: ModelSpec, tz: str, first_day: da
     issued = rows["issued_at"].to_numpy()
     for name, values in _calendar(rows, features, tz).items():
         columns[name], available[name] = values, issued
-    lagged = [(spec.target, "target", features.target_lags_days, features.target_daily_lags),
-              *((e.variable, e.variable, e.lags_days, e.daily_lags) for e in features.exogenous)]
-    for variable, label, hour_lags, day_lags in lagged:
+    lagged = [(spec.target, "target", features.target_lags_days, features.target_daily_lags, None),
+              *((e.variable, e.variable, e.lags_days, e.daily_lags, e) for e in features.exogenous)]
+    for variable, label, hour_lags, day_lags, exo in lagged:
+        known_at = partial(_plan_published, exo=exo) if exo is not None and exo.kind == "planned" else _end_of_local_day
         for k in hour_lags:
             columns[f"{label}_lag_{k}d"] = _hourly_lag(series[variable], rows, tz, k)
-            available[f"{label}_lag_{k}d"] = _end_of_local_day(rows, tz, k)
+            available[f"{label}_lag_{k}d"] = known_at(rows, tz=tz, days=k)
         for k in day_lags:
             columns[f"{label}_day_total_{k}d"] = _daily_total_lag(series[variable], rows, tz, k)
-            available[f"{label}_day_total_{k}d"] = _end_of_local_day(rows, tz, k)
+            available[f"{label}_day_total_{k}d"] = known_at(rows, tz=tz, days=k)
+    if features.running_day_plan:
+        running = _running_day_features(series[spec.target], series[features.running_day_plan], rows, tz,
+                                        1 - spec.issue_time.day)
+        for name, (values, known) in running.items():
+            columns[name], available[name] = values, known
     rows["y"] = series[spec.target].reindex(pd.DatetimeIndex(rows["target_ts"])).to_numpy(dtype=float)
     frame = FeatureFrame(rows.reset_index(drop=True), pd.DataFrame(columns), pd.DataFrame(available))
     check_available(frame, spec.name)

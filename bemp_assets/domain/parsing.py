@@ -301,6 +301,12 @@ def _number_sql(expr: str, decimal: str) -> str:
             f"THEN TRY_CAST(replace({expr}, ',', '') AS DOUBLE) END")
 
 
+def _coded_sql(expr: str, codes: dict[str, float]) -> str:
+    """SQL turning a label of a coded text column (wide ``codes``) into its number, NULL otherwise."""
+    branches = " ".join(f"WHEN {_sql_str(label)} THEN {float(code)!r}" for label, code in codes.items())
+    return f"(CASE {expr} {branches} END)::DOUBLE"
+
+
 def _quoted(expr: str) -> str:
     """``'text'`` for a reason, cut at 40 characters (a 400-digit number stays readable)."""
     return (f"coalesce('''' || CASE WHEN length({expr}) > 40 THEN left({expr}, 40) || '…' ELSE {expr} END "
@@ -536,13 +542,15 @@ def _wide_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> 
         FROM {p}_wl WHERE date_reason IS NOT NULL"""]
     for i, col in enumerate(source.columns):
         cell = f"v{i}"
-        value = _number_sql(cell, source.decimal_separator)
+        value = _coded_sql(cell, col.codes) if col.codes else _number_sql(cell, source.decimal_separator)
+        why = (f" in column {col.column}: expected one of the labels {', '.join(map(repr, sorted(col.codes)))}"
+               if col.codes else expected.format(col.column))
         records.append(f"""
             SELECT rid, local_ts, {value} AS value, {_sql_str(col.column)} AS original,
                    {_sql_str(col.parameter)} AS parameter, {_sql_str(col.unit) if col.unit else 'NULL'} AS unit,
                    {_sql_str(col.kind)} AS kind, {_sql_str(col.category or source.category or '')} AS category,
                    {_sql_str(f'{source.device}.{col.parameter}')} AS series, {_sql_str(col.column)} AS field,
-                   CASE {_value_reason(value, cell, source, expected.format(col.column))} END AS reason
+                   CASE {_value_reason(value, cell, source, why)} END AS reason
             FROM {p}_wl WHERE date_reason IS NULL AND coalesce({cell}, '') <> ''""")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {p}_rows AS SELECT *, {_sql_str(source.device)} AS device "
                 f"FROM ({' UNION ALL '.join(records)})")
