@@ -105,23 +105,39 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
         (v, c.name if c else None, c.version if c else None, *clean_profile(c, kinds[v], int(intervals[v])), now)
         for v, c in assignment.items()
     ], columns=["variable_id", "chain", "chain_version", "clean_kind", "clean_interval_s", "updated_at"])
-    with registered(con, chain_ids=chain_ids, filtered=filtered):
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE _clean_new AS
-            SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
-            FROM raw.measurements m ANTI JOIN chain_ids USING (variable_id)   -- no chain: as read
-            WHERE m.ts >= $start AND m.ts < $end
-            UNION ALL
-            SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM filtered
-        """, {"start": start, "end": end})
-    with transaction(con), registered(con, profiles=profiles):
-        _write_window(con, start, end, report)
+    params = {"start": start, "end": end}
+    with transaction(con), registered(con, chain_ids=chain_ids, filtered=filtered, profiles=profiles):
+        if _holds_rows(con, start, end):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _clean_new AS {NEW_ROWS}", params)
+            _write_window(con, start, end, report)
+            report.rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
+            con.execute("DROP TABLE _clean_new")
+        else:  # nothing to compare with (a first run or a backfill): every variable is new
+            inserted = con.execute(f"INSERT INTO clean.measurements ({CLEAN_COLUMNS}) {NEW_ROWS}", params).fetchone()[0]
+            report.rows = report.inserted = inserted
+            report.changed_variables |= {v for (v,) in con.execute(
+                "SELECT DISTINCT variable_id FROM clean.measurements WHERE ts >= $start AND ts < $end", params).fetchall()}
         # rows that changed are replaced, new ones inserted, equal ones not written: no key is
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
-    report.rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
-    con.execute("DROP TABLE _clean_new")
     return report
+
+
+CLEAN_COLUMNS = "variable_id, ts, value, chain, chain_version"
+# the window's clean rows (registered: chain_ids, the chained variables, and filtered, their rows)
+NEW_ROWS = """
+    SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
+    FROM raw.measurements m ANTI JOIN chain_ids USING (variable_id)   -- no chain: as read
+    WHERE m.ts >= $start AND m.ts < $end
+    UNION ALL
+    SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM filtered
+"""
+
+
+def _holds_rows(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> bool:
+    """Whether clean.measurements holds any row in [start, end)."""
+    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM clean.measurements WHERE ts >= ? AND ts < ? LIMIT 1)",
+                            [start, end]).fetchone()[0])
 
 
 def _write_window(con, start: datetime, end: datetime, report: CleanReport) -> None:
@@ -146,8 +162,8 @@ def _write_window(con, start: datetime, end: datetime, report: CleanReport) -> N
             DELETE FROM clean.measurements
             WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT variable_id FROM _changed)
         """, params).fetchone()[0]
-        report.inserted += con.execute("""
-            INSERT INTO clean.measurements (variable_id, ts, value, chain, chain_version)
+        report.inserted += con.execute(f"""
+            INSERT INTO clean.measurements ({CLEAN_COLUMNS})
             SELECT * FROM _clean_new SEMI JOIN _changed USING (variable_id)
         """).fetchone()[0]
     con.execute("DROP TABLE _changed")
