@@ -420,9 +420,9 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
                     if _holds_rows(con, span):
                         _count_merge(con, batch, span, report)
                         _merge(con, batch, span, report, now)
-                    else:
+                        _verify_unique(con, batch, span)
+                    else:  # raw's span now holds the batch alone, one row per key by construction
                         _insert_new_span(con, batch, report, now)
-                    _verify_unique(con, batch, span)
                 report.outside_window = sum(p.rows for p in good) - report.rows_in_window - report.overlapping_rows
         if also is not None:  # a source's own table, committed together with raw (or not at all)
             also(con)
@@ -471,7 +471,9 @@ def _holds_rows(con: duckdb.DuckDBPyConnection, span: tuple[datetime, datetime])
 
 def _insert_new_span(con: duckdb.DuckDBPyConnection, batch: str, report: IngestReport, now: datetime) -> None:
     """The merge when raw holds nothing in the batch's span (a backfill's usual case): every key
-    is new, so the batch is inserted as it is, without the join against raw."""
+    is new, so the batch is inserted as it is, without the join against raw. Nothing is left to
+    verify: the batch holds one row per key (ranked, or one file whose parse kept the last line
+    of each key) and raw held no other row in the span."""
     stored, folded = con.execute(f"SELECT count(*), coalesce(sum(copies - 1), 0) FROM {batch}").fetchone()
     report.rows_in_window, report.overlapping_rows, report.inserted = int(stored), int(folded), int(stored)
     report.revised, report.unchanged = 0, 0
