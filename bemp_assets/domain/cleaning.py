@@ -58,20 +58,21 @@ def clean_profile(chain: FilterChain | None, kind: str, interval_s: int) -> tupl
     return kind, interval_s
 
 
-def _raw_with_context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pd.DataFrame:
-    """Readings of the variables in ``chain_ids`` (registered) inside the window, plus one on each side.
+def _raw_with_context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ids: list[str]) -> pd.DataFrame:
+    """Readings of the variables ``ids`` inside the window, plus one on each side.
 
-    ``mine`` is NOT MATERIALIZED: DuckDB 1.5.5 materialises a CTE used three times, and over a
-    month of 100 variables (4.3 M raw rows) that plan never finished (threads waiting on each
-    other, also with one thread); inlined, the query takes well under a second."""
+    Over a month of 100 variables (4.3 M raw rows) DuckDB 1.5.5 never finished this query (threads
+    waiting on each other, also with one thread) when ``mine`` was materialised (a CTE used three
+    times) or the ids came from a registered pandas frame; inlined, with the ids as a list
+    parameter, it takes well under a second."""
     return con.execute("""
-        WITH mine AS NOT MATERIALIZED (SELECT m.variable_id, m.ts, m.value FROM raw.measurements m SEMI JOIN chain_ids USING (variable_id)),
+        WITH mine AS NOT MATERIALIZED (SELECT m.variable_id, m.ts, m.value FROM raw.measurements m SEMI JOIN (SELECT unnest($ids::VARCHAR[]) AS variable_id) USING (variable_id)),
              before AS (SELECT variable_id, max(ts) AS ts FROM mine WHERE ts < $start GROUP BY ALL),
              after AS (SELECT variable_id, min(ts) AS ts FROM mine WHERE ts >= $end GROUP BY ALL)
         SELECT variable_id, ts, value FROM mine WHERE ts >= $start AND ts < $end
         UNION ALL SELECT m.* FROM mine m JOIN before USING (variable_id, ts)
         UNION ALL SELECT m.* FROM mine m JOIN after USING (variable_id, ts)
-    """, {"start": start, "end": end}).df()
+    """, {"start": start, "end": end, "ids": ids}).df()
 
 
 def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
@@ -93,9 +94,8 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
             groups[chain.name].append(variable_id)
             by_name[chain.name] = chain
     report, pieces = CleanReport(), []
-    chain_ids = pd.DataFrame({"variable_id": [v for ids in groups.values() for v in ids]}, dtype=object)
-    with registered(con, chain_ids=chain_ids):
-        raw = _raw_with_context(con, start, end)
+    chain_ids = [v for ids in groups.values() for v in ids]
+    raw = _raw_with_context(con, start, end, chain_ids)
     for name, ids in groups.items():
         chain = by_name[name]
         out, stats = apply_chain(raw[raw["variable_id"].isin(ids)], list(chain.steps), intervals, kinds.loc[ids])
@@ -109,8 +109,8 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
         (v, c.name if c else None, c.version if c else None, *clean_profile(c, kinds[v], int(intervals[v])), now)
         for v, c in assignment.items()
     ], columns=["variable_id", "chain", "chain_version", "clean_kind", "clean_interval_s", "updated_at"])
-    params = {"start": start, "end": end}
-    with transaction(con), registered(con, chain_ids=chain_ids, filtered=filtered, profiles=profiles):
+    params = {"start": start, "end": end, "ids": chain_ids}
+    with transaction(con), registered(con, filtered=filtered, profiles=profiles):
         if _holds_rows(con, start, end):
             con.execute(f"CREATE OR REPLACE TEMP TABLE _clean_new AS {NEW_ROWS}", params)
             _write_window(con, start, end, report)
@@ -120,7 +120,7 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
             inserted = con.execute(f"INSERT INTO clean.measurements ({CLEAN_COLUMNS}) {NEW_ROWS}", params).fetchone()[0]
             report.rows = report.inserted = inserted
             report.changed_variables |= {v for (v,) in con.execute(
-                "SELECT DISTINCT variable_id FROM clean.measurements WHERE ts >= $start AND ts < $end", params).fetchall()}
+                "SELECT DISTINCT variable_id FROM clean.measurements WHERE ts >= ? AND ts < ?", [start, end]).fetchall()}
         # rows that changed are replaced, new ones inserted, equal ones not written: no key is
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
@@ -128,10 +128,10 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
 
 
 CLEAN_COLUMNS = "variable_id, ts, value, chain, chain_version"
-# the window's clean rows (registered: chain_ids, the chained variables, and filtered, their rows)
+# the window's clean rows ($ids: the chained variables; filtered, registered: their rows)
 NEW_ROWS = """
     SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
-    FROM raw.measurements m ANTI JOIN chain_ids USING (variable_id)   -- no chain: as read
+    FROM raw.measurements m ANTI JOIN (SELECT unnest($ids::VARCHAR[]) AS variable_id) USING (variable_id)  -- as read
     WHERE m.ts >= $start AND m.ts < $end
     UNION ALL
     SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM filtered
