@@ -61,18 +61,18 @@ def clean_profile(chain: FilterChain | None, kind: str, interval_s: int) -> tupl
 def _raw_with_context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ids: list[str]) -> pd.DataFrame:
     """Readings of the variables ``ids`` inside the window, plus one on each side.
 
-    Over a month of 100 variables (4.3 M raw rows) DuckDB 1.5.5 never finished this query (threads
-    waiting on each other, also with one thread) when ``mine`` was materialised (a CTE used three
-    times) or the ids came from a registered pandas frame; inlined, with the ids as a list
-    parameter, it takes well under a second."""
-    return con.execute("""
-        WITH mine AS NOT MATERIALIZED (SELECT m.variable_id, m.ts, m.value FROM raw.measurements m SEMI JOIN (SELECT unnest($ids::VARCHAR[]) AS variable_id) USING (variable_id)),
-             before AS (SELECT variable_id, max(ts) AS ts FROM mine WHERE ts < $start GROUP BY ALL),
-             after AS (SELECT variable_id, min(ts) AS ts FROM mine WHERE ts >= $end GROUP BY ALL)
-        SELECT variable_id, ts, value FROM mine WHERE ts >= $start AND ts < $end
-        UNION ALL SELECT m.* FROM mine m JOIN before USING (variable_id, ts)
-        UNION ALL SELECT m.* FROM mine m JOIN after USING (variable_id, ts)
-    """, {"start": start, "end": end, "ids": ids}).df()
+    Three plain statements, not one: over 4.3 M to 13 M raw rows DuckDB 1.5.5 never finished the
+    single query with a CTE used three times and two joins back to it (threads waiting on each
+    other, also with one thread; with the CTE inlined it still stalled at 13 M rows). The reading
+    next to the window is taken with arg_max / arg_min (one row per key in raw)."""
+    params = {"start": start, "end": end, "ids": ids}
+    mine = "FROM raw.measurements WHERE variable_id IN (SELECT unnest($ids::VARCHAR[]))"
+    parts = [con.execute(f"SELECT variable_id, ts, value {mine} AND ts >= $start AND ts < $end", params).df(),
+             con.execute(f"SELECT variable_id, max(ts) AS ts, arg_max(value, ts) AS value {mine} AND ts < $start "
+                         "GROUP BY variable_id", {"start": start, "ids": ids}).df(),
+             con.execute(f"SELECT variable_id, min(ts) AS ts, arg_min(value, ts) AS value {mine} AND ts >= $end "
+                         "GROUP BY variable_id", {"end": end, "ids": ids}).df()]
+    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
 
 def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
