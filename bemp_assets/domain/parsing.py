@@ -9,7 +9,11 @@ Two shapes are understood:
 Each file is handled on its own. It is first scanned once (hash, line count, decoding in the
 source's ``encoding``; a non-UTF-8 file is transcoded to a temporary UTF-8 copy on the way), then
 read by DuckDB's CSV reader with every field as text; numbers, dates and time zones are parsed
-set-based in SQL. A line that cannot be used becomes a *reject* with its line number, its own
+set-based in SQL. The rows are stored twice: the reader's text table (its row ids give the file
+lines exactly) and one table of records with their UTC instant, line and reject reason, built in
+one statement from the distinct names and dates (parsed once each) and the time map; that table
+becomes the file's table in place (rejects deleted). The in-file duplicate window runs only when
+some key may repeat. A line that cannot be used becomes a *reject* with its line number, its own
 text and a reason; it never stops the rest of the file. A file that cannot be decoded, is not
 text, or whose header matches no known shape is rejected whole (:class:`ParsedFile.error`, one
 reject row) and nothing of it is used. Nothing in a file's content raises.
@@ -35,13 +39,16 @@ import duckdb
 import pandas as pd
 
 from .config import SiteConfig, SourceConfig
-from .timezones import localize
+from .timezones import local_time_map, second_pass
 
 REACH_HEADER = ["Dispositivo", "Parametro", "Data", "Valore"]
 REACH_TIME_FORMAT = "%H:%M:%S %d/%m/%Y"
 # decimal comma with optional dot thousands separators: 12,8900 / -3 / 1.234,5
 COMMA_NUMBER = r"[-+]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?"
 DOT_NUMBER = r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?([eE][-+]?\d+)?"
+# the same without thousands separators (or exponent): what nearly every cell holds
+PLAIN_COMMA_NUMBER = r"[-+]?\d+(,\d+)?"
+PLAIN_DOT_NUMBER = r"[-+]?\d+(\.\d+)?"
 REJECT_COLUMNS = ["line", "field", "raw_text", "reason"]
 # control characters (C0, DEL, C1; tab excepted) make a header unusable
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
@@ -293,12 +300,17 @@ def _ts_sql(instant: datetime) -> str:
 
 
 def _number_sql(expr: str, decimal: str) -> str:
-    """SQL turning trimmed text into DOUBLE, or NULL when it is not a number of that style."""
+    """SQL turning trimmed text into DOUBLE, or NULL when it is not a number of that style.
+
+    Most cells are plain (digits, a sign, one decimal mark): a simpler pattern settles those
+    and needs no thousands separators removed; the full pattern runs only on the rest (about
+    10 % of a parse). Both branches give the same double for a plain number."""
     if decimal == ",":
-        return (f"CASE WHEN regexp_full_match({expr}, '{COMMA_NUMBER}') "
+        return (f"CASE WHEN regexp_full_match({expr}, '{PLAIN_COMMA_NUMBER}') THEN TRY_CAST(replace({expr}, ',', '.') AS DOUBLE) "
+                f"WHEN regexp_full_match({expr}, '{COMMA_NUMBER}') "
                 f"THEN TRY_CAST(replace(replace({expr}, '.', ''), ',', '.') AS DOUBLE) END")
-    return (f"CASE WHEN regexp_full_match({expr}, '{DOT_NUMBER}') "
-            f"THEN TRY_CAST(replace({expr}, ',', '') AS DOUBLE) END")
+    return (f"CASE WHEN regexp_full_match({expr}, '{PLAIN_DOT_NUMBER}') THEN TRY_CAST({expr} AS DOUBLE) "
+            f"WHEN regexp_full_match({expr}, '{DOT_NUMBER}') THEN TRY_CAST(replace({expr}, ',', '') AS DOUBLE) END")
 
 
 def _coded_sql(expr: str, codes: dict[str, float]) -> str:
@@ -441,35 +453,56 @@ class _FileReader:
 
 # --------------------------------------------------------------------------- the two shapes
 
-def _reach_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> tuple[str, str]:
-    """Temp table of REACH rows with parsed fields and a reason where they are bad, and the
-    view of rows to localise (rid, series, local_ts).
+@dataclass(frozen=True)
+class _Shape:
+    """What a file shape hands the common steps (:func:`_parse_rows`): SQL relations over the
+    reader's rows, none of them stored, so the file's rows are materialised once, as records.
+
+    * ``records``: rid, variable_id, field, value, reason (NULL when usable), local_ts,
+      ``localise`` (the line's time is to be turned into UTC: REACH's usable rows, every
+      record of a wide line with a usable timestamp) and the time map's utc_first, utc_second,
+      nonexistent for local_ts (the map is ``<prefix>_tz_map``, made from ``times`` before
+      ``records`` is read);
+    * ``local``: rid, series, local_ts of the lines localised, whose file order decides an
+      autumn fold (:func:`timezones.second_pass`);
+    * ``times``: every local time a localised line may have (a superset is fine: the time map);
+    * ``catalogue``: variable_id, device, parameter, original_name, unit, kind, category.
+    """
+
+    records: str
+    local: str
+    times: str
+    catalogue: str
+
+
+def _reach_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> _Shape:
+    """REACH rows with parsed fields and a reason where they are bad.
 
     Names and dates repeat on every line (a device-parameter pair per series, a time stamp per
     minute), so they are parsed once per distinct text (:func:`_reach_names`,
     :func:`_reach_dates`) and joined back; only the value is parsed per row."""
-    con, p = reader.con, reader.prefix
+    p = reader.prefix
     names, dates = _reach_names(reader, source), _reach_dates(reader, bounds)
     value = _number_sql("trim(c.Valore)", source.decimal_separator)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {p}_rows AS
-        SELECT c.rid, d.local_ts, c.value, n.device, n.original, n.parameter, n.unit, n.kind, n.category, n.series,
-               '' AS field,
-               CASE
-                   WHEN n.reason IS NOT NULL THEN n.reason
-                   WHEN d.reason IS NOT NULL THEN d.reason
-                   {_value_reason('c.value', 'c.raw_value', source, ': expected a decimal-comma number such as 12,8900')}
-               END AS reason
-        FROM (SELECT rowid AS rid, Dispositivo, Parametro, Data, trim(Valore) AS raw_value, {value} AS value
-              FROM {p}_csv c) c
-        JOIN {names} n ON c.Dispositivo IS NOT DISTINCT FROM n.raw_device AND c.Parametro IS NOT DISTINCT FROM n.raw_parameter
-        JOIN {dates} d ON c.Data IS NOT DISTINCT FROM d.raw
-    """)
-    con.execute(f"DROP TABLE {names}")
-    con.execute(f"DROP TABLE {dates}")
-    # one row per line already: a view, nothing to group or store
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {p}_local AS SELECT rid, series, local_ts FROM {p}_rows WHERE reason IS NULL")
-    return f"{p}_rows", f"{p}_local"
+    records = f"""(
+        SELECT *, reason IS NULL AS localise FROM (
+            SELECT c.rid, n.series AS variable_id, '' AS field, c.value, d.local_ts, d.utc_first, d.utc_second, d.nonexistent,
+                   CASE
+                       WHEN n.reason IS NOT NULL THEN n.reason
+                       WHEN d.reason IS NOT NULL THEN d.reason
+                       {_value_reason('c.value', 'c.raw_value', source, ': expected a decimal-comma number such as 12,8900')}
+                   END AS reason
+            FROM (SELECT rowid AS rid, Dispositivo, Parametro, Data, trim(Valore) AS raw_value, {value} AS value
+                  FROM {p}_csv c) c
+            JOIN {names} n ON c.Dispositivo IS NOT DISTINCT FROM n.raw_device AND c.Parametro IS NOT DISTINCT FROM n.raw_parameter
+            JOIN (SELECT d.raw, d.local_ts, d.reason, m.utc_first, m.utc_second, m.nonexistent
+                  FROM {dates} d LEFT JOIN {p}_tz_map m USING (local_ts)) d ON c.Data IS NOT DISTINCT FROM d.raw
+        ))"""
+    return _Shape(records=records,
+                  local=f"(SELECT rid, variable_id AS series, local_ts FROM {records} WHERE localise)",
+                  times=f"(SELECT local_ts FROM {dates} WHERE reason IS NULL)",
+                  catalogue=f"(SELECT series AS variable_id, device, parameter, original AS original_name, unit, kind, "
+                            f"category FROM {names} WHERE reason IS NULL)")
 
 
 def _reach_names(reader: _FileReader, source: SourceConfig) -> str:
@@ -518,10 +551,10 @@ def _reach_dates(reader: _FileReader, bounds: TimeRange) -> str:
     return f"{p}_dates"
 
 
-def _wide_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> tuple[str, str]:
-    """Temp table of wide-export records: one reject for a line whose timestamp is unusable,
-    else one row per non-empty configured cell; empty cells are counted per line
-    (``<prefix>_wl``.empty_cells). Also the view of lines to localise."""
+def _wide_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> _Shape:
+    """Wide-export records: one reject for a line whose timestamp is unusable, else one row per
+    non-empty configured cell. The lines are stored once (``<prefix>_wl``, with their count of
+    empty cells, which are neither readings nor rejects)."""
     con, p, spec = reader.con, reader.prefix, source.timestamp
     local = f"try_strptime(trim({ident(spec.column)}), {_sql_str(spec.format)})"
     if spec.midnight_is_end_of_day:
@@ -537,8 +570,8 @@ def _wide_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> 
     """)
     expected = f" in column {{}}: expected a number with '{source.decimal_separator}' as decimal mark"
     records = [f"""
-        SELECT rid, local_ts, NULL::DOUBLE AS value, NULL AS original, NULL AS parameter, NULL AS unit,
-               NULL AS kind, NULL AS category, NULL AS series, {_sql_str(spec.column)} AS field, date_reason AS reason
+        SELECT rid, {_sql_str(spec.column)} AS field, NULL::DOUBLE AS value, NULL::VARCHAR AS variable_id,
+               date_reason AS reason, local_ts, false AS localise, NULL AS utc_first, NULL AS utc_second, NULL AS nonexistent
         FROM {p}_wl WHERE date_reason IS NOT NULL"""]
     for i, col in enumerate(source.columns):
         cell = f"v{i}"
@@ -546,18 +579,21 @@ def _wide_rows(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> 
         why = (f" in column {col.column}: expected one of the labels {', '.join(map(repr, sorted(col.codes)))}"
                if col.codes else expected.format(col.column))
         records.append(f"""
-            SELECT rid, local_ts, {value} AS value, {_sql_str(col.column)} AS original,
-                   {_sql_str(col.parameter)} AS parameter, {_sql_str(col.unit) if col.unit else 'NULL'} AS unit,
-                   {_sql_str(col.kind)} AS kind, {_sql_str(col.category or source.category or '')} AS category,
-                   {_sql_str(f'{source.device}.{col.parameter}')} AS series, {_sql_str(col.column)} AS field,
-                   CASE {_value_reason(value, cell, source, why)} END AS reason
-            FROM {p}_wl WHERE date_reason IS NULL AND coalesce({cell}, '') <> ''""")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {p}_rows AS SELECT *, {_sql_str(source.device)} AS device "
-                f"FROM ({' UNION ALL '.join(records)})")
+            SELECT rid, {_sql_str(col.column)} AS field, {value} AS value,
+                   {_sql_str(f'{source.device}.{col.parameter}')} AS variable_id,
+                   CASE {_value_reason(value, cell, source, why)} END AS reason,
+                   local_ts, true AS localise, utc_first, utc_second, nonexistent
+            FROM lines WHERE coalesce({cell}, '') <> ''""")
+    catalogue = " UNION ALL ".join(
+        f"SELECT {_sql_str(f'{source.device}.{c.parameter}')} AS variable_id, {_sql_str(source.device)} AS device, "
+        f"{_sql_str(c.parameter)} AS parameter, {_sql_str(c.column)} AS original_name, "
+        f"{_sql_str(c.unit) if c.unit else 'NULL'}::VARCHAR AS unit, {_sql_str(c.kind)} AS kind, "
+        f"{_sql_str(c.category or source.category or '')} AS category" for c in source.columns)
     # one timestamp a line: the lines are localised, as one series (the fold is per line order)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {p}_local AS SELECT rid, {_sql_str(source.device)} AS series, local_ts "
-                f"FROM {p}_wl WHERE date_reason IS NULL")
-    return f"{p}_rows", f"{p}_local"
+    local = f"(SELECT rid, {_sql_str(source.device)} AS series, local_ts FROM {p}_wl WHERE date_reason IS NULL)"
+    lines = f"lines AS (SELECT * FROM {p}_wl w LEFT JOIN {p}_tz_map m USING (local_ts) WHERE w.date_reason IS NULL)"
+    return _Shape(records=f"(WITH {lines} {' UNION ALL '.join(records)})", local=local, times=local,
+                  catalogue=f"({catalogue})")
 
 
 # --------------------------------------------------------------------------- one file
@@ -614,14 +650,14 @@ def _rejected_whole(parsed: ParsedFile, reason: str, line: int, raw_text: str) -
 def _drop_stages(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
     """Drop every intermediate table of a parse (not the result table ``prefix``): a later
     file parsed with the same prefix must not inherit them."""
-    con.execute(f"DROP VIEW IF EXISTS {prefix}_local")
     for suffix in ("csv", "lines", "rej", "scan", "struct", "text", "split", "lines_raw", "names", "dates",
-                   "rows", "wl", "tz", "tz_map", "all", "dups", "rejects"):
+                   "wl", "tz_map", "second", "all", "dups", "rejects"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{suffix}")
 
 
 def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], source: SourceConfig,
                 tz: str, bounds: TimeRange) -> None:
+    """The reader's rows -> records (one materialisation), then the file's table, variables and rejects."""
     con, prefix = reader.con, reader.prefix
     parsed.lines, parsed.blank_lines = reader.lines, reader.blank_lines
     if source.format == "wide":
@@ -629,59 +665,93 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
         extra = [h for h in header if h not in known]
         if extra:
             parsed.warnings.append(f"{parsed.path.name}: columns not in config, not stored: {extra}")
-    rows, local = (_reach_rows if source.format == "reach" else _wide_rows)(reader, source, bounds)
-    # a wide line rejected as a whole (DST gap, outside the range) is one reject on its timestamp column
-    line_field = _sql_str(source.timestamp.column if source.format == "wide" else "")
-    shift = f" - INTERVAL {source.expected_interval} SECOND" if source.format == "wide" and source.timestamp.label == "end" else ""
-    localize(con, local, tz, f"{prefix}_tz", source.expected_interval)
-    line_join, line = reader.line_join("r")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}_all AS
-        SELECT r.rid, r.series, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
-               r.value, r.ts, coalesce(r.line_why, r.reason) AS why, r.line_why IS NOT NULL AS line_reject,
-               {line} AS line
-        FROM (
-            SELECT r.*, t.ts{shift} AS ts,
-                   CASE WHEN t.nonexistent THEN 'local time ' || strftime(r.local_ts, '%Y-%m-%d %H:%M:%S')
-                                                || ' does not exist in {tz} (DST spring gap)'
-                        WHEN t.ts{shift} < {_ts_sql(bounds.start)} OR t.ts{shift} >= {_ts_sql(bounds.end)}
-                        THEN {_range_reason('r.local_ts', bounds)} END AS line_why
-            FROM {rows} r LEFT JOIN {prefix}_tz t ON t.rid = r.rid
-        ) r {line_join}
-    """)
-    # Within one file the last line for a (variable, ts) wins; earlier ones are quarantined.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix}_dups AS
-        SELECT line, field, series, ts,
-               max(line) OVER (PARTITION BY series, ts) AS winner
-        FROM {prefix}_all WHERE why IS NULL
-        QUALIFY count(*) OVER (PARTITION BY series, ts) > 1 AND line < winner
-    """)
-    parsed.rows = con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {prefix} AS
-        SELECT a.series AS variable_id, a.ts, a.value, a.line::INTEGER AS line
-        FROM {prefix}_all a ANTI JOIN {prefix}_dups d ON a.line = d.line AND a.field = d.field
-        WHERE a.why IS NULL
-    """).fetchall()[0][0]
-    parsed.table = prefix
-    # The last line wins above, so keys are unique unless one line holds several cells of the
-    # same variable: impossible in REACH (one cell a line), and in a wide file only when two
-    # configured columns share a parameter.
-    parameters = [c.parameter for c in source.columns]
-    parsed.unique_keys = source.format == "reach" or len(set(parameters)) == len(parameters)
-    line_rejects = f"(SELECT DISTINCT rid FROM {prefix}_all WHERE line_reject)"
+    shape = (_reach_shape if source.format == "reach" else _wide_shape)(reader, source, bounds)
+    _localised_records(reader, shape, source, tz, bounds)
+    valid, rejected, repeated = con.execute(f"""
+        SELECT count(*) FILTER (WHERE why IS NULL), count(*) FILTER (WHERE why IS NOT NULL),
+               count(*) FILTER (WHERE why IS NULL) - count(DISTINCT hash(variable_id, ts)) FILTER (WHERE why IS NULL)
+        FROM {prefix}_all
+    """).fetchone()
+    superseded = _in_file_duplicates(con, prefix, bool(repeated))
     parsed.variables = con.execute(f"""
-        SELECT series AS variable_id, any_value(device) AS device, any_value(parameter) AS parameter,
-               any_value(original) AS original_name, any_value(unit) AS unit, any_value(kind) AS kind,
-               nullif(any_value(category), '') AS category
-        FROM {rows} ANTI JOIN {line_rejects} USING (rid)
-        WHERE reason IS NULL GROUP BY series ORDER BY series
+        SELECT v.variable_id, any_value(c.device) AS device, any_value(c.parameter) AS parameter,
+               any_value(c.original_name) AS original_name, any_value(c.unit) AS unit, any_value(c.kind) AS kind,
+               nullif(any_value(c.category), '') AS category
+        FROM (SELECT DISTINCT variable_id FROM {prefix}_all WHERE why IS NULL) v JOIN {shape.catalogue} c USING (variable_id)
+        GROUP BY v.variable_id ORDER BY v.variable_id
     """).df()
+    line_rejects = f"(SELECT DISTINCT rid FROM {prefix}_all WHERE line_reject)"
     if source.format == "wide":
         parsed.missing_cells = int(con.execute(
             f"SELECT coalesce(sum(empty_cells), 0) FROM {prefix}_wl ANTI JOIN {line_rejects} USING (rid) "
             f"WHERE date_reason IS NULL").fetchall()[0][0])
     parsed.rejects = _rejects(reader)
+    _keep_readings(con, prefix, rejected, superseded)
+    parsed.table, parsed.rows = prefix, valid - superseded
+    # The last line wins, so keys are unique unless one line holds several cells of the same
+    # variable: impossible in REACH (one cell a line), and in a wide file only when two
+    # configured columns share a parameter.
+    parameters = [c.parameter for c in source.columns]
+    parsed.unique_keys = source.format == "reach" or len(set(parameters)) == len(parameters)
+
+
+def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig, tz: str, bounds: TimeRange) -> None:
+    """Temp table ``<prefix>_all``: every record with its UTC instant, its file line and why it
+    is not used (NULL when it is). A line whose time does not exist (spring gap) or falls outside
+    ``bounds`` is rejected as a whole (``line_reject``; in a wide file on its timestamp column)."""
+    con, p = reader.con, reader.prefix
+    line_field = _sql_str(source.timestamp.column if source.format == "wide" else "")
+    shift = f" - INTERVAL {source.expected_interval} SECOND" if source.format == "wide" and source.timestamp.label == "end" else ""
+    local_time_map(con, shape.times, tz, f"{p}_tz_map")
+    if second_pass(con, shape.local, f"{p}_tz_map", f"{p}_second", source.expected_interval):
+        second_join, utc = f"LEFT JOIN {p}_second s ON s.rid = r.rid", "CASE WHEN s.rid IS NULL THEN r.utc_first ELSE r.utc_second END"
+    else:
+        second_join, utc = "", "r.utc_first"
+    line_join, line = reader.line_join("r")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {p}_all AS
+        SELECT r.rid, r.variable_id, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
+               r.value, r.ts, coalesce(r.line_why, r.reason) AS why, r.line_why IS NOT NULL AS line_reject,
+               ({line})::INTEGER AS line
+        FROM (
+            SELECT r.*, CASE WHEN r.nonexistent THEN 'local time ' || strftime(r.local_ts, '%Y-%m-%d %H:%M:%S')
+                                                     || ' does not exist in {tz} (DST spring gap)'
+                             WHEN r.ts < {_ts_sql(bounds.start)} OR r.ts >= {_ts_sql(bounds.end)}
+                             THEN {_range_reason('r.local_ts', bounds)} END AS line_why
+            FROM (
+                SELECT r.rid, r.variable_id, r.field, r.value, r.reason, r.local_ts,
+                       CASE WHEN r.localise THEN {utc}{shift} END AS ts, r.localise AND r.nonexistent AS nonexistent
+                FROM {shape.records} r {second_join}
+            ) r
+        ) r {line_join}
+    """)
+
+
+def _in_file_duplicates(con: duckdb.DuckDBPyConnection, prefix: str, any_repeated: bool) -> int:
+    """Temp table ``<prefix>_dups``: within one file the last line for a (variable, ts) wins;
+    earlier ones are quarantined. The window (a sort of every reading) runs only when some key
+    may repeat (``any_repeated``: fewer distinct key hashes than readings; equal keys hash
+    equally, so no repeat is missed, and a hash collision only costs the window); the table is
+    empty otherwise. Returns its rows."""
+    return con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {prefix}_dups AS
+        SELECT line, field, variable_id, ts,
+               max(line) OVER (PARTITION BY variable_id, ts) AS winner
+        FROM {prefix}_all WHERE why IS NULL AND {'true' if any_repeated else 'false'}
+        QUALIFY count(*) OVER (PARTITION BY variable_id, ts) > 1 AND line < winner
+    """).fetchone()[0]
+
+
+def _keep_readings(con: duckdb.DuckDBPyConnection, prefix: str, rejected: int, superseded: int) -> None:
+    """Make ``<prefix>_all``, less its rejected and superseded records, the file's table
+    ``prefix`` (variable_id, ts, value, line and working columns), without copying it: the
+    usual file has no reject, and a few are deleted in place."""
+    if rejected:
+        con.execute(f"DELETE FROM {prefix}_all WHERE why IS NOT NULL")
+    if superseded:
+        con.execute(f"DELETE FROM {prefix}_all a USING {prefix}_dups d WHERE a.line = d.line AND a.field = d.field")
+    con.execute(f"DROP TABLE IF EXISTS {prefix}")
+    con.execute(f"ALTER TABLE {prefix}_all RENAME TO {prefix}")
 
 
 def _rejects(reader: _FileReader) -> pd.DataFrame:
@@ -694,7 +764,7 @@ def _rejects(reader: _FileReader) -> pd.DataFrame:
         UNION ALL
         SELECT DISTINCT line, field, why AS reason FROM {p}_all WHERE why IS NOT NULL
         UNION ALL
-        SELECT line, field, 'duplicate of ' || series || ' at ' || strftime(ts, '%Y-%m-%d %H:%M:%S UTC')
+        SELECT line, field, 'duplicate of ' || variable_id || ' at ' || strftime(ts, '%Y-%m-%d %H:%M:%S UTC')
                || ': superseded by line ' || winner AS reason FROM {p}_dups
     """).fetchall()[0][0]
     if not count:

@@ -11,6 +11,8 @@
 
 Only the distinct local timestamps go through pandas/zoneinfo (tens of thousands at most);
 the join back to the rows happens in DuckDB, so the cost does not grow with row count in Python.
+The window that finds the second pass runs only over rows of a repeated hour, and only when a
+file holds one.
 """
 from __future__ import annotations
 
@@ -44,33 +46,23 @@ def local_time_map(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str)
     con.unregister(f"{out}_df")
 
 
-def localize(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str, interval_s: int = 60) -> None:
-    """Create temp table ``out``(rid, ts, nonexistent) for rows of ``rows``(rid, series, local_ts).
-
-    ``ts`` is the UTC instant (TIMESTAMPTZ); rows whose local time falls in the spring gap get
-    ``nonexistent = true`` and ``ts = NULL``. Rows with a NULL local_ts are left out.
-    """
-    local_time_map(con, rows, tz, f"{out}_map")
+def second_pass(con: duckdb.DuckDBPyConnection, rows: str, time_map: str, out: str, interval_s: int = 60) -> bool:
+    """Create temp table ``out``(rid) of the rows of ``rows``(rid, series, local_ts) that are the
+    second pass through a repeated (autumn) hour, i.e. winter time; ``time_map`` is
+    :func:`local_time_map`'s table. Returns False, creating nothing, when no local time of the
+    map is ambiguous (every file but the one holding the autumn change)."""
+    if not con.execute(f"SELECT count(*) FROM {time_map} WHERE ambiguous").fetchone()[0]:
+        return False
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {out} AS
-        WITH second_pass AS (
-            -- only rows inside a repeated (autumn) hour go through the window
-            SELECT rid, local_ts <= seen AND seen >= date_trunc('hour', local_ts) + to_seconds(3600 - {int(interval_s)})
-                   AS is_second
-            FROM (
-                SELECT r.rid, r.local_ts,
-                       max(r.local_ts) OVER (
-                           PARTITION BY r.series, date_trunc('hour', r.local_ts)
-                           ORDER BY r.rid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-                       ) AS seen
-                FROM {rows} r JOIN {out}_map m USING (local_ts)
-                WHERE m.ambiguous
-            )
+        SELECT rid FROM (
+            SELECT r.rid, r.local_ts,
+                   max(r.local_ts) OVER (
+                       PARTITION BY r.series, date_trunc('hour', r.local_ts)
+                       ORDER BY r.rid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+                   ) AS seen
+            FROM {rows} r SEMI JOIN (SELECT local_ts FROM {time_map} WHERE ambiguous) m USING (local_ts)
         )
-        SELECT r.rid,
-               CASE WHEN coalesce(s.is_second, false) THEN m.utc_second ELSE m.utc_first END AS ts,
-               m.nonexistent
-        FROM {rows} r
-        JOIN {out}_map m USING (local_ts)
-        LEFT JOIN second_pass s USING (rid)
+        WHERE local_ts <= seen AND seen >= date_trunc('hour', local_ts) + to_seconds(3600 - {int(interval_s)})
     """)
+    return True

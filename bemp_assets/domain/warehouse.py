@@ -13,6 +13,7 @@ created before keep their old constraints; nothing depends on them.
 """
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -125,6 +126,8 @@ ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS incomplete_days INT
 ALTER TABLE ops.installation_status ADD COLUMN IF NOT EXISTS no_data_days INTEGER;
 -- one row that writers of unwindowed tables update first (claim_global_write)
 CREATE TABLE IF NOT EXISTS meta.write_claims (name VARCHAR NOT NULL, claimed_at TIMESTAMPTZ);
+-- the hash of this DDL when it was last applied (prepare() applies it again when it differs)
+CREATE TABLE IF NOT EXISTS meta.schema_version (version VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
 INSERT INTO meta.write_claims SELECT 'global', NULL WHERE NOT EXISTS (SELECT 1 FROM meta.write_claims);
 -- every API request: who (token id, never the token), what, when, rows, outcome (docs/api.md)
 CREATE TABLE IF NOT EXISTS ops.api_audit (
@@ -142,28 +145,57 @@ CREATE TABLE IF NOT EXISTS agg.daily (variable_id VARCHAR NOT NULL, day DATE NOT
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Session settings every BEMP connection needs, and the schema (idempotent).
+    """Session settings every BEMP connection needs, and the schema.
 
     ``BEMP_DUCKDB_MEMORY_LIMIT`` (e.g. ``2GB``) caps DuckDB's memory; beyond it DuckDB spills
     to its temp directory instead of growing (DuckDB's own default is 80 % of RAM). The raw
     tables have no key index (which could not spill), so a merge under a cap spills rather than
     fails; a warehouse created with those keys is rebuilt without them (:func:`drop_enforced_keys`).
+
+    The schema is applied only when the warehouse's ``meta.schema_version`` row differs from the
+    hash of the DDL (a new warehouse, or code whose DDL changed): one lookup per connection
+    instead of some forty idempotent statements, and still right for any file, new or old,
+    opened at any time in the same process.
     """
     import os
 
+    con.execute("SET TimeZone = 'UTC'")
+    limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
+    if limit:
+        con.execute("SET memory_limit = ?", [limit])
+    ddl, version = schema_ddl()
+    if stored_schema_version(con) != version:
+        con.execute(ddl)
+        drop_enforced_keys(con, DDL + _module_ddl()[0])
+        with transaction(con):
+            con.execute("DELETE FROM meta.schema_version")
+            con.execute("INSERT INTO meta.schema_version VALUES (?, now())", [version])
+    return con
+
+
+def _module_ddl() -> tuple[str, ...]:
+    """The DDL of the modules that own tables of their own (live first: its raw tables are keyless)."""
     from .alarms import ALARM_DDL
     from .comfort import COMFORT_DDL
     from .kpi_store import KPI_DDL
     from .live import LIVE_DDL
     from .planner import PLANNER_DDL
 
-    con.execute("SET TimeZone = 'UTC'")
-    limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
-    if limit:
-        con.execute("SET memory_limit = ?", [limit])
-    con.execute(DDL + LIVE_DDL + ALARM_DDL + COMFORT_DDL + PLANNER_DDL + KPI_DDL)
-    drop_enforced_keys(con, DDL + LIVE_DDL)
-    return con
+    return LIVE_DDL, ALARM_DDL, COMFORT_DDL, PLANNER_DDL, KPI_DDL
+
+
+def schema_ddl() -> tuple[str, str]:
+    """(every CREATE of the warehouse, its version: a hash of that text)."""
+    ddl = DDL + "".join(_module_ddl())
+    return ddl, hashlib.sha256(ddl.encode()).hexdigest()[:16]
+
+
+def stored_schema_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The schema version the warehouse records, or None (no row, or a warehouse older than the row)."""
+    try:
+        return con.execute("SELECT max(version) FROM meta.schema_version").fetchone()[0]
+    except duckdb.CatalogException:
+        return None
 
 
 # raw tables whose uniqueness the merges guarantee (docs/warehouse.md, "Uniqueness without keys")
@@ -408,9 +440,12 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
                 # then reads each month once, not the whole year twelve times
                 span = con.execute(f"SELECT min(ts), max(ts) FROM {batch}").fetchone()
                 if span[0] is not None:
-                    _count_merge(con, batch, span, report)
-                    _merge(con, batch, span, report, now)
-                    _verify_unique(con, batch, span)
+                    if _holds_rows(con, span):
+                        _count_merge(con, batch, span, report)
+                        _merge(con, batch, span, report, now)
+                        _verify_unique(con, batch, span)
+                    else:  # raw's span now holds the batch alone, one row per key by construction
+                        _insert_new_span(con, batch, report, now)
                 report.outside_window = sum(p.rows for p in good) - report.rows_in_window - report.overlapping_rows
         if also is not None:  # a source's own table, committed together with raw (or not at all)
             also(con)
@@ -450,6 +485,23 @@ def _batch_sql(good: Sequence[ParsedFile]) -> str:
 def _stored() -> str:
     """raw.measurements inside a span (``?`` twice, both ends included): the merge never reads beyond it."""
     return "(SELECT * FROM raw.measurements WHERE ts >= ? AND ts <= ?)"
+
+
+def _holds_rows(con: duckdb.DuckDBPyConnection, span: tuple[datetime, datetime]) -> bool:
+    """Whether raw.measurements holds any reading in the span (both ends included)."""
+    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM raw.measurements WHERE ts >= ? AND ts <= ? LIMIT 1)",
+                            list(span)).fetchone()[0])
+
+
+def _insert_new_span(con: duckdb.DuckDBPyConnection, batch: str, report: IngestReport, now: datetime) -> None:
+    """The merge when raw holds nothing in the batch's span (a backfill's usual case): every key
+    is new, so the batch is inserted as it is, without the join against raw. Nothing is left to
+    verify: the batch holds one row per key (ranked, or one file whose parse kept the last line
+    of each key) and raw held no other row in the span."""
+    stored, folded = con.execute(f"SELECT count(*), coalesce(sum(copies - 1), 0) FROM {batch}").fetchone()
+    report.rows_in_window, report.overlapping_rows, report.inserted = int(stored), int(folded), int(stored)
+    report.revised, report.unchanged = 0, 0
+    con.execute(f"INSERT INTO raw.measurements SELECT variable_id, ts, value, source_file, line, ? FROM {batch}", [now])
 
 
 def _count_merge(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime],
@@ -496,7 +548,16 @@ class DuplicateKeys(RuntimeError):
 
 def _verify_unique(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime]) -> None:
     """Check, before commit, that the batch's variables hold one row per key over its span (no
-    key is enforced, so the merge's guarantee is verified here, for the rows it touched)."""
+    key is enforced, so the merge's guarantee is verified here, for the rows it touched).
+
+    Equal keys hash equally, so as many distinct key hashes as rows proves every key single
+    (one hash aggregate); only otherwise are the keys grouped to name the repeated ones."""
+    rows, keys = con.execute(f"""
+        SELECT count(*), count(DISTINCT hash(variable_id, ts)) FROM raw.measurements
+        WHERE ts >= ? AND ts <= ? AND variable_id IN (SELECT DISTINCT variable_id FROM {batch})
+    """, list(span)).fetchone()
+    if rows == keys:
+        return
     repeated = con.execute(f"""
         SELECT variable_id, ts, count(*) AS n FROM raw.measurements
         WHERE ts >= ? AND ts <= ? AND variable_id IN (SELECT DISTINCT variable_id FROM {batch})
