@@ -3,6 +3,7 @@ a killed run never wedges the next one, a waiting run says who holds the pool sl
 on SIGTERM, a lock-holding reader or a damaged file fails fast with a clear message."""
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -99,7 +100,20 @@ def test_kill_9_mid_step_then_next_run_completes_with_identical_data(tmp_path, u
     assert instance.get_run_by_id(killed_run).status == DagsterRunStatus.FAILURE
     info = instance.event_log_storage.get_concurrency_info("duckdb")
     assert info.claimed_slots == [] and info.pending_steps == []
-    assert site.tables() == uninterrupted
+    assert_same_tables(site.tables(), uninterrupted)
+
+
+def assert_same_tables(got: dict[str, list], expected: dict[str, list]) -> None:
+    """Every row equal; floats to 1e-12 relative: DuckDB sums a group in the order it scans its
+    rows, and a run resumed after a kill wrote clean's rows in another order (last bits differ:
+    3.757291666666666 against 3.7572916666666636)."""
+    assert got.keys() == expected.keys()
+    for table in expected:
+        assert len(got[table]) == len(expected[table]), table
+        for mine, theirs in zip(got[table], expected[table]):
+            assert len(mine) == len(theirs) and all(
+                math.isclose(a, b, rel_tol=1e-12) if isinstance(a, float) and isinstance(b, float) else a == b
+                for a, b in zip(mine, theirs)), (table, mine, theirs)
 
 
 def dead_process() -> subprocess.Popen:
