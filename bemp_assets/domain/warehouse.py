@@ -147,10 +147,12 @@ CREATE TABLE IF NOT EXISTS agg.daily (variable_id VARCHAR NOT NULL, day DATE NOT
 def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Session settings every BEMP connection needs, and the schema.
 
-    ``BEMP_DUCKDB_MEMORY_LIMIT`` (default ``1GB``; ``none`` for DuckDB's own 80 % of RAM) caps
-    DuckDB's memory; beyond it DuckDB spills to its temp directory instead of growing. Without
-    the cap, DuckDB's buffer pool kept what a backfill had read and a run's peak grew with its
-    length (1.57 GB for 30 days of 100 meters, 2.42 GB for 90); with it, 1.53 and 1.78 GB. The raw
+    ``BEMP_DUCKDB_MEMORY_LIMIT`` (e.g. ``1GB``; unset: DuckDB's own 80 % of RAM) caps DuckDB's
+    memory; beyond it DuckDB spills to its temp directory instead of growing. Without the cap,
+    DuckDB's buffer pool kept what a backfill had read and a run's peak grew with its length
+    (1.57 GB for 30 days of 100 meters, 2.42 GB for 90); with 1GB, 1.53 and 1.78 GB. It is not
+    the default: the parser's reader asks DuckDB for a 1 GiB block on some malformed files (a
+    3 MB line, the line-by-line fallback), which a 1 GB cap refuses (BENCHMARKS.md). The raw
     tables have no key index (which could not spill), so a merge under a cap spills rather than
     fails; a warehouse created with those keys is rebuilt without them (:func:`drop_enforced_keys`).
 
@@ -162,8 +164,8 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     import os
 
     con.execute("SET TimeZone = 'UTC'")
-    limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
-    if limit.lower() != "none":
+    limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
+    if limit:
         con.execute("SET memory_limit = ?", [limit])
     ddl, version = schema_ddl()
     if stored_schema_version(con) != version:
@@ -226,9 +228,6 @@ def drop_enforced_keys(con: duckdb.DuckDBPyConnection, ddl: str) -> list[str]:
     return keyed
 
 
-# DuckDB's memory per warehouse session unless BEMP_DUCKDB_MEMORY_LIMIT says otherwise ("none":
-# DuckDB's default, 80 % of RAM): a backfill's peak then stays flat whatever its length
-DEFAULT_MEMORY_LIMIT = "1GB"
 # attempts of one write transaction that loses write-write conflicts (DuckLake) before the
 # step fails; with the backoff of lake.retrying that is about 40 s of waiting in all
 WRITE_ATTEMPTS = 10
