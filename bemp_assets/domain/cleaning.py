@@ -20,7 +20,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import registered, upsert, write_transaction
+from .warehouse import holds_rows, registered, upsert, write_transaction
 
 @dataclass
 class CleanReport:
@@ -112,7 +112,7 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     params = {"start": start, "end": end, "ids": chain_ids}
 
     def write(con: duckdb.DuckDBPyConnection) -> tuple[int, set[str], int, int]:
-        written = (_rewrite_window if _holds_rows(con, start, end) else _insert_window)(con, params)
+        written = (_rewrite_window if holds_rows(con, "clean.measurements", start, end) else _insert_window)(con, params)
         # rows that changed are replaced, new ones inserted, equal ones not written: no key is
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
@@ -132,12 +132,6 @@ NEW_ROWS = """
     UNION ALL
     SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM filtered
 """
-
-
-def _holds_rows(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> bool:
-    """Whether clean.measurements holds any row in [start, end)."""
-    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM clean.measurements WHERE ts >= ? AND ts < ? LIMIT 1)",
-                            [start, end]).fetchone()[0])
 
 
 def _insert_window(con: duckdb.DuckDBPyConnection, params: dict) -> tuple[int, set[str], int, int]:

@@ -444,7 +444,7 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
                 # then reads each month once, not the whole year twelve times
                 span = con.execute(f"SELECT min(ts), max(ts) FROM {batch}").fetchone()
                 if span[0] is not None:
-                    if _holds_rows(con, span):
+                    if holds_rows(con, "raw.measurements", *span, end_included=True):
                         _count_merge(con, batch, span, report)
                         _merge(con, batch, span, report, now)
                         _verify_unique(con, batch, span)
@@ -491,10 +491,13 @@ def _stored() -> str:
     return "(SELECT * FROM raw.measurements WHERE ts >= ? AND ts <= ?)"
 
 
-def _holds_rows(con: duckdb.DuckDBPyConnection, span: tuple[datetime, datetime]) -> bool:
-    """Whether raw.measurements holds any reading in the span (both ends included)."""
-    return bool(con.execute("SELECT count(*) FROM (SELECT 1 FROM raw.measurements WHERE ts >= ? AND ts <= ? LIMIT 1)",
-                            list(span)).fetchone()[0])
+def holds_rows(con: duckdb.DuckDBPyConnection, table: str, start: datetime, end: datetime,
+               end_included: bool = False) -> bool:
+    """Whether ``table`` holds any row with ``ts`` from ``start`` to ``end`` (excluded, unless
+    ``end_included``): a merge into an empty span can insert without comparing."""
+    upper = "<=" if end_included else "<"
+    return bool(con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE ts >= ? AND ts {upper} ? LIMIT 1)",
+                            [start, end]).fetchone()[0])
 
 
 def _insert_new_span(con: duckdb.DuckDBPyConnection, batch: str, report: IngestReport, now: datetime) -> None:
