@@ -3,6 +3,12 @@
 
     python bench/bench_lake.py                       # 2018-01-01 .. 2018-03-31, 2 workers
     python bench/bench_lake.py --start 2018-01-01 --end 2018-01-31 --workers 2
+    python bench/bench_lake.py --scale 100           # 100 meters x 90 days at one sample a minute
+
+By default the backfill is the steel plant's days of the sample (one CSV holding the year, which
+every worker parses whole). With ``--scale N`` it is instead N meters at one sample a minute in
+monthly REACH exports (bench_pipeline.py's `--scale` files, generated into --scale-dir and
+reused), 90 days from 2020-11-01: three files, 12.96 M readings for 100 meters.
 
 Three timings of the same backfill (raw -> clean -> hourly -> daily of the steel plant's days,
 the status and alarm refresh left out), each on a fresh warehouse and a fresh Dagster instance:
@@ -16,9 +22,11 @@ This is a measuring script, not a test: nothing here asserts on time.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +42,7 @@ from bemp_assets.domain.settings import Settings  # noqa: E402
 from bemp_assets.lake_server import EmbeddedPostgres, lake_settings  # noqa: E402
 
 CHECKED = ("clean.measurements", "agg.hourly", "agg.daily")
+SCALE_DAYS = 90
 
 
 def timed_run(settings: Settings, dagster_home: Path, start: str, end: str, workers: int) -> float:
@@ -68,12 +77,40 @@ def same(a: dict[str, tuple], b: dict[str, tuple]) -> bool:
                for t in CHECKED)
 
 
+def scale_files(args) -> list[Path]:
+    """--scale: the monthly REACH exports of bench_pipeline.py's `--scale` mode; sets the range."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_pipeline import SCALE_START, monthly_files
+
+    first = datetime.date.fromisoformat(SCALE_START)
+    args.start, args.end = str(first), str(first + datetime.timedelta(days=SCALE_DAYS - 1))
+    return monthly_files(Path(args.scale_dir), args.scale, SCALE_DAYS)
+
+
+def fill_inbox(settings: Settings, files: list[Path]) -> None:
+    """The sample (default) or the --scale files, hard-linked where the file system allows."""
+    if not files:
+        seed_sample(settings)
+        return
+    settings.inbox.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        try:
+            os.link(f, settings.inbox / f.name)
+        except OSError:
+            shutil.copy(f, settings.inbox / f.name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--start", default="2018-01-01")
     parser.add_argument("--end", default="2018-03-31")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scale", type=int, default=0, metavar="N",
+                        help="N meters x 90 days at one sample a minute instead of the steel sample")
+    parser.add_argument("--scale-dir", default="/tmp/bemp-scale/files")
     args = parser.parse_args()
+    files = scale_files(args) if args.scale else []
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bemp-bench-lake-"))
     base = {"BEMP_CONFIG": str(ROOT / "data" / "config"), "BEMP_SAMPLE": str(ROOT / "data" / "sample")}
     server = EmbeddedPostgres(work / "pg")
@@ -83,17 +120,19 @@ def main() -> None:
             settings = Settings.from_env({**base, "BEMP_HOME": str(work / name.replace(" ", "_"))})
             if name != "file":
                 settings = lake_settings(settings, server, database=name.replace(" ", "_"))
-            seed_sample(settings)
+            fill_inbox(settings, files)
             results[name] = timed_run(settings, work / "dagster" / name.replace(" ", "_"), args.start, args.end, workers)
             stored[name] = contents(settings)
             print(f"{name:>9}: {results[name]:7.1f} s   {stored[name]}", flush=True)
     finally:
         server.stop()
     same_rows = all(same(s, stored["file"]) for s in stored.values())
-    print(json.dumps({"range": f"{args.start} .. {args.end}", "workers": args.workers, "seconds": results,
+    print(json.dumps({"range": f"{args.start} .. {args.end}", "data": f"{args.scale} meters x 1/min" if args.scale
+                      else "steel sample", "workers": args.workers, "seconds": results,
                       "speed_up_lake_parallel_vs_file": round(results["file"] / results[f"lake x{args.workers}"], 2),
                       "speed_up_lake_parallel_vs_lake_serial": round(results["lake x1"] / results[f"lake x{args.workers}"], 2),
-                      "same_rows": same_rows, "cpus": os.cpu_count()}, indent=2))
+                      "same_rows": same_rows, "cpus": os.cpu_count(),
+                      "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ One scenario, run once (module fixture), checked by the tests below:
   plant's days and the REACH dwelling's days), on the PostgreSQL Dagster instance, while a BI
   reader in this process queries the lake without pause;
 - then the live pipeline (gateway and iPanel over real HTTP), the status board and alarms;
+- then the models (`bemp models train`: features, two learners and their backtests) and the
+  scheduled forecasts job over two days, on a test-sized models.yaml (the steel days cover the
+  14 training days, a week of lags before them and a six-day backtest);
+- then comfort, the planner, KPIs, reports and the BI snapshot;
 - the same runs on the embedded DuckDB file; every table of both must hold the same rows
   (count, an order-free hash of the non-bookkeeping columns, and the sum of every numeric column).
 """
@@ -15,35 +19,64 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, instance_for_test
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunRequest, instance_for_test
 
-from bemp_assets import cli_planner, cli_report
+from bemp_assets import cli_models, cli_planner, cli_report
 from bemp_assets.cli import environment, reference_servers, run, seed_sample
 from bemp_assets.domain.connection import connect
 from bemp_assets.domain.snapshot import snapshot_path
+from bemp_assets.domain.settings import Settings
 from bemp_assets.lake_server import EmbeddedPostgres, lake_settings, write_instance
 
-from .conftest import REAL, make_settings
+from .conftest import CONFIG_DIR, REAL, SAMPLE, make_settings
+from .test_models import csv_hourly_energy
 
-STEEL_DAYS, REACH_DAYS, LIVE_DAYS = ("2018-03-24", "2018-03-26"), ("2016-10-29", "2016-11-02"), ("2016-03-01", "2016-03-02")
+# the steel days hold 14 training days and a week of lags before the backtest (models.yaml below)
+STEEL_DAYS, REACH_DAYS, LIVE_DAYS = ("2018-02-26", "2018-03-26"), ("2016-10-29", "2016-11-02"), ("2016-03-01", "2016-03-02")
 # columns that record when a row was written or judged, not what it holds
 BOOKKEEPING = {"fetched_at", "ingested_at", "updated_at", "first_seen", "rejected_at", "checked_at", "run_id",
                "as_of", "revised_at", "detected_at", "created_at", "evaluated_at", "evaluated_to", "claimed_at", "sent_at",
-               "acked_at", "computed_at", "hashed_at", "loaded_at", "published_at", "stored_at", "requested_at"}
-# (evaluated_to: alarms are evaluated up to the time of the run)
+               "acked_at", "computed_at", "hashed_at", "loaded_at", "published_at", "stored_at", "requested_at",
+               "trained_at", "last_trained", "decided_at", "artifact_path"}
+# (evaluated_to: alarms are evaluated up to the time of the run; artifact_path: a file under each
+# run's own home named by the hash of the fitted model, model_version, which is compared)
 # append-only logs of evaluation attempts (compared by their distinct contents)
 ATTEMPT_LOGS = {"ops.commissioning_results", "bi.commissioning_results"}
 NUMERIC = ("DOUBLE", "INTEGER", "BIGINT", "FLOAT", "HUGEINT")
 GRID = "7f6eca13160d9ddd2584"
+FORECAST_DAYS = ("2018-03-25", "2018-03-26")
+MODELS_YAML = """
+forecasting:
+  backtest_start: "2018-03-19"
+  backtest_end: "2018-03-24"
+  min_training_days: 14
+  models:
+    - name: steel_calendar
+      target: daewoo_gwangyang.active_energy
+      timezone: Asia/Seoul
+      learner: hist_gradient_boosting
+      features: {calendar: [hour, weekday, weekend, holiday, tou_period], holidays_country: KR}
+    - name: steel_lags_exogenous
+      target: daewoo_gwangyang.active_energy
+      timezone: Asia/Seoul
+      learner: hist_gradient_boosting
+      features:
+        calendar: [hour, weekday]
+        target_lags_days: [1, 7]
+        target_daily_lags: [1]
+        exogenous: [{variable: daewoo_gwangyang.reactive_energy_lagging, daily_lags: [1]}]
+"""
 ROME, UTC = ZoneInfo("Europe/Rome"), timezone.utc
 
 
@@ -105,10 +138,18 @@ def live_and_status(settings, instance):
         return run(settings, *LIVE_DAYS, None, instance=instance, job_name="bemp_live")
 
 
-def buildings_and_kpis(settings, instance) -> list[int]:
-    """The unpartitioned layers on top: comfort and the planner, then KPIs, reports and the BI
-    snapshot (`bemp planner run`, `bemp report refresh`)."""
-    return [cli_planner.run(settings, instance=instance), cli_report.refresh(settings, instance=instance)]
+def upper_layers(settings, instance) -> list[int]:
+    """The layers on top, as a user runs them: the models (`bemp models train`) and the
+    forecasts job over two days, comfort and the planner (`bemp planner run`), then KPIs,
+    reports and the BI snapshot (`bemp report refresh`)."""
+    return [cli_models.train(settings, None, None, instance=instance),
+            run(settings, *FORECAST_DAYS, None, instance=instance, job_name="ml_forecast", refresh_status=False),
+            cli_planner.run(settings, instance=instance), cli_report.refresh(settings, instance=instance)]
+
+
+def scenario_settings(home, config_dir) -> Settings:
+    """make_settings with the scenario's configuration folder (the test-sized models.yaml)."""
+    return Settings.from_env({"BEMP_HOME": str(home), "BEMP_CONFIG": str(config_dir), "BEMP_SAMPLE": str(SAMPLE)})
 
 
 class Reader(threading.Thread):
@@ -137,21 +178,29 @@ def postgres(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory):
-    settings = make_settings(tmp_path_factory.mktemp("file"))
+def config_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("config")
+    shutil.copytree(CONFIG_DIR, folder, dirs_exist_ok=True)
+    (folder / "models.yaml").write_text(MODELS_YAML, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, config_dir):
+    settings = scenario_settings(tmp_path_factory.mktemp("file"), config_dir)
     seed_sample(settings)
     with instance_for_test() as instance:
         for days in (STEEL_DAYS, REACH_DAYS):
             assert run(settings, *days, None, instance=instance, refresh_status=False) == 0
         assert live_and_status(settings, instance) == 0
-        assert buildings_and_kpis(settings, instance) == [0, 0]
+        assert upper_layers(settings, instance) == [0, 0, 0, 0]
     return settings
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory, postgres):
+def lake(tmp_path_factory, postgres, config_dir):
     home = tmp_path_factory.mktemp("lake")
-    settings = lake_settings(make_settings(home), postgres, database="bemp_test")
+    settings = lake_settings(scenario_settings(home, config_dir), postgres, database="bemp_test")
     seed_sample(settings)
     dagster_home = write_instance(home / "dagster_home", postgres.url("dagster_test"))
     with environment({"DAGSTER_HOME": str(dagster_home)}):
@@ -170,7 +219,7 @@ def lake(tmp_path_factory, postgres):
         reader.join(timeout=30)
         instance = DagsterInstance.get()
         live_code = live_and_status(settings, instance)
-        upper_codes = buildings_and_kpis(settings, instance)
+        upper_codes = upper_layers(settings, instance)
         yield {"settings": settings, "codes": [w.returncode for w in workers], "outputs": outputs, "reader": reader,
                "instance": instance, "live_code": live_code, "upper_codes": upper_codes}
 
@@ -178,7 +227,7 @@ def lake(tmp_path_factory, postgres):
 def test_every_table_equals_the_embedded_run(embedded, lake):
     assert lake["codes"] == [0, 0], failures(lake)
     assert lake["live_code"] == 0
-    assert lake["upper_codes"] == [0, 0]
+    assert lake["upper_codes"] == [0, 0, 0, 0]
     with connect(embedded.warehouse, read_only=True) as con:
         expected = fingerprint(con)
     with connect(lake["settings"].warehouse, read_only=True) as con:
@@ -190,7 +239,8 @@ def test_every_table_equals_the_embedded_run(embedded, lake):
     # and not vacuous: the layers hold the runs' data
     for table in ("raw.measurements", "clean.measurements", "agg.hourly", "agg.daily", "raw.gateway_measurements",
                   "raw.ipanel_charger_status", "meta.variables", "ops.installation_status", "kpi.energy_daily",
-                  "kpi.measures", "comfort.hourly", "planner.forecast"):
+                  "kpi.measures", "comfort.hourly", "planner.forecast", "ml.backtest_forecasts", "ml.models", "ml.backtests",
+                  "ml.forecasts", "ml.model_status"):
         assert got[table][0] > 0, table
 
 
@@ -221,6 +271,28 @@ def test_lake_values_match_the_csv(lake):
     assert hours == 25
     assert total == pytest.approx(counter[end.astimezone(UTC)] - counter[start.astimezone(UTC)], abs=1e-9)
     assert per_key == 0 and variables == 0  # two writers at once, no keys: still one row per key
+
+
+def test_lake_forecasts_match_the_csv(lake):
+    """The forecasts job on the lake issued 24 hours a day for each model and baseline; the
+    persistence baseline for 2018-03-25 is the plant's energy of the same hour on 03-24, summed
+    from the CSV with the csv module (models read hourly values rounded to 1e-6)."""
+    energy = csv_hourly_energy()
+    with connect(lake["settings"].warehouse, read_only=True) as con:
+        issued = con.execute("SELECT model_id, timezone('Asia/Seoul', target_ts)::DATE AS day, count(*) "
+                             "FROM ml.forecasts GROUP BY ALL ORDER BY ALL").fetchall()
+        persistence = con.execute("SELECT timezone('Asia/Seoul', target_ts), value FROM ml.forecasts "
+                                  "WHERE model_id = 'persistence' AND timezone('Asia/Seoul', target_ts)::DATE = "
+                                  "DATE '2018-03-25'").fetchall()
+        artifacts = con.execute("SELECT artifact_path, model_version FROM ml.models").fetchall()
+    models = ["persistence", "same_hour_last_week", "steel_calendar", "steel_lags_exogenous"]
+    home = lake["settings"].home
+    assert len(artifacts) >= 2 and all(Path(path).is_relative_to(home) and Path(path).name == f"{version}.joblib"
+                                       and Path(path).exists() for path, version in artifacts)
+    assert issued == [(m, date(2018, 3, d), 24) for m in models for d in (25, 26)]
+    assert sorted((local, round(value, 6)) for local, value in persistence) == \
+        [(hour, pytest.approx(energy[hour - timedelta(days=1)], abs=1e-6)) for hour in
+         (datetime(2018, 3, 25) + timedelta(hours=h) for h in range(24))]
 
 
 def test_reader_queried_throughout_the_parallel_runs(lake):
@@ -285,3 +357,46 @@ def test_any_command_takes_the_lake_and_says_when_it_is_empty(tmp_path):
     assert f"DuckLake: catalog ducklake:postgres:dbname=bemp user=postgres host={tmp_path}/lake/pg" in done.stdout
     assert "no DuckLake warehouse at" in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "lake" / "dagster_home" / "dagster.yaml").exists()
+
+
+def test_the_push_api_lands_a_batch_on_the_lake_and_reads_it_back(postgres, tmp_path):
+    """The push API on DuckLake: a batch of good and bad readings goes through the landing
+    sensor's run into raw, clean and hourly, ops/api_audit copies the API's audit, and the
+    hourly layer is read back over HTTP from the BI snapshot published from the lake; expected
+    values from the pushed readings."""
+    from bemp_assets.cli import settings_env
+    from bemp_assets.definitions import build_definitions
+    from bemp_assets.domain.snapshot import publish_snapshot
+    from bemp_assets.launch import code_location
+
+    from .test_api import BAD, GOOD, Api, landing_requests, run_all
+
+    service = Api(tmp_path / "home")
+    service.settings = lake_settings(service.settings, postgres, database="bemp_api")
+    service.start()
+    try:
+        service.register("meter7", "active_power", unit="kW", kind="instantaneous", category="electricity")
+        body = service.push("meter7.active_power", [*GOOD, *BAD]).json()
+        defs = build_definitions(service.settings)
+        with instance_for_test() as instance, settings_env(service.settings), code_location(instance) as location:
+            landed = run_all(instance, location, landing_requests(service, defs, instance))
+            audited = run_all(instance, location, [RunRequest(job_name="bemp_status",
+                                                              asset_selection=[AssetKey(["ops", "api_audit"])])])
+        publish_snapshot(service.settings.warehouse, service.settings.home / "bi")  # what the API reads
+        hourly = service.call("GET", "/variables/meter7.active_power/data", service.token("bi", ["read"]),
+                              params={"layer": "hourly"})
+    finally:
+        service.stop()
+    assert (body["rows_accepted"], body["rows_rejected"], landed, audited) == (8, 3, [True], [True])
+    assert hourly.status_code == 200, f"{hourly.status_code} {hourly.text[:500]}"
+    assert [(r["hour"], r["mean"]) for r in hourly.json()["data"]] == [
+        ("2016-11-02T09:00:00Z", (1.5 + 2.5 + 3.0 + 4.0) / 4), ("2016-11-02T10:00:00Z", (10.0 + 11.0 + 12.5 + 14.5) / 4)]
+    with connect(service.settings.warehouse, read_only=True) as con:
+        clean = con.execute("SELECT value FROM clean.measurements WHERE variable_id = 'meter7.active_power' "
+                            "ORDER BY ts").fetchall()
+        rejects = con.execute("SELECT line FROM raw.rejects WHERE source_file = ? ORDER BY line", [body["file"]]).fetchall()
+        audit = con.execute("SELECT token_id, status, outcome, rows_accepted, rows_rejected FROM ops.api_audit "
+                            "WHERE batch_id = ?", [body["batch_id"]]).fetchall()
+    assert [v for (v,) in clean] == [v for _, v in GOOD]
+    assert rejects == [(10,), (11,), (12,)]  # index + 2: the header is line 1
+    assert audit == [(service.admin[5:13], 202, "accepted", 8, 3)]

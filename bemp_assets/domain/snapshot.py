@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from .connection import connect
+from .connection import Target, connect
 from .forecasting_store import ensure_ml_tables
 from .warehouse import prepare
 
@@ -73,8 +73,9 @@ def snapshot_path(bi_dir: Path) -> Path:
     return Path(bi_dir) / FILE_NAME
 
 
-def publish_snapshot(warehouse_path: Path, bi_dir: Path) -> Path:
-    """Copy the ``bi`` views of the warehouse into a new snapshot file and swap it in atomically.
+def publish_snapshot(warehouse: Target | str, bi_dir: Path) -> Path:
+    """Copy the ``bi`` views of the warehouse (the file or a DuckLake) into a new snapshot file
+    and swap it in atomically.
 
     Opens the warehouse (waiting for a lock like every step), so call it with no other
     connection to the warehouse open in this process. Returns the snapshot's path.
@@ -86,7 +87,7 @@ def publish_snapshot(warehouse_path: Path, bi_dir: Path) -> Path:
     temporary.unlink(missing_ok=True)
     published_at = datetime.now(timezone.utc)
     try:
-        rows = _copy_tables(Path(warehouse_path), temporary)
+        rows = _copy_tables(warehouse, temporary)
         _create_views(temporary, rows, published_at)
         _write_parquet(temporary, bi_dir)
         os.replace(temporary, final)
@@ -96,9 +97,9 @@ def publish_snapshot(warehouse_path: Path, bi_dir: Path) -> Path:
     return final
 
 
-def _copy_tables(warehouse_path: Path, target: Path) -> dict[str, int]:
+def _copy_tables(warehouse: Target | str, target: Path) -> dict[str, int]:
     """Each view's rows as a table ``data.<view>`` of ``target``; returns the row counts."""
-    con = connect(warehouse_path)
+    con = connect(warehouse)
     try:
         prepare(con)
         ensure_ml_tables(con)
