@@ -333,3 +333,29 @@ def test_held_days_span_every_live_table_in_the_site_time_zone(con):
     con.execute("INSERT INTO raw.ipanel_charges (chargerId, date, fetched_at) VALUES (1, '2016-02-28 22:59:00+00', now())")
     # 23:30 UTC on 1 March is 2 March in Rome; 22:59 UTC on 28 February is still 28 February
     assert held_days(con, "Europe/Rome") == (date(2016, 2, 28), date(2016, 3, 2))
+
+
+def test_a_gateway_fetch_becomes_typed_readings_and_a_repeated_key_is_refused():
+    """gateway_readings: one reading per variable <sn>.ch<channel>_<medium> and time, the
+    variables described once; a ReadingBatch holding a key twice is refused, naming it."""
+    import pandas as pd
+
+    from bemp_assets.domain.live import ReadingBatch, gateway_batch, gateway_readings
+
+    records = [{"time": "2016-03-01T10:00:00Z", "sn": "G1", "channel": 1, "device": "room", "medium": "temperature",
+                "unit": None, "value": 20.5},
+               {"time": "2016-03-01T10:00:00Z", "sn": "G1", "channel": 1, "device": "room", "medium": "temperature",
+                "unit": None, "value": 21.0},  # repeated in the response: the last one is kept
+               {"time": "2016-03-01T10:15:00Z", "sn": "G1", "channel": 2, "device": "plug", "medium": "power",
+                "unit": "kW", "value": 7.0}]
+    readings = gateway_readings(gateway_batch(records, {}), "/measurements")
+    assert readings.label == "/measurements" and readings.source == "gateway"
+    assert readings.readings.to_dict("list") == {
+        "variable_id": ["G1.ch1_temperature", "G1.ch2_power"],
+        "ts": [pd.Timestamp("2016-03-01 10:00", tz="UTC"), pd.Timestamp("2016-03-01 10:15", tz="UTC")],
+        "value": [21.0, 7.0]}
+    assert readings.variables[["variable_id", "device", "original_name", "parameter", "unit"]].values.tolist() == [
+        ["G1.ch1_temperature", "G1", "room", "temperature", "°C"], ["G1.ch2_power", "G1", "plug", "power", "kW"]]
+    twice = pd.concat([readings.readings, readings.readings.iloc[[1]]], ignore_index=True)
+    with pytest.raises(ValueError, match=r"/measurements: 1 reading\(s\) repeat a key, first G1.ch2_power at 2016-03-01"):
+        ReadingBatch("/measurements", "gateway", twice, readings.variables, readings.rejects)

@@ -20,9 +20,10 @@ from dagster import (
 
 from bemp_assets.checks import Verdict, emit_checks, evaluate_rules, same_for_partitions, specs
 from bemp_assets.domain.config import BempConfig
-from bemp_assets.domain.live import (CHARGER_STATUS, CHARGES, TRIPS, SourceDescription, Table, as_parsed, gateway_batch,
-                                     ipanel_batch, merge_records)
-from bemp_assets.domain.warehouse import ingest, store_rejects, transaction
+from bemp_assets.domain.live import (CHARGER_STATUS, CHARGES, TRIPS, SourceDescription, Table, gateway_batch,
+                                     gateway_readings, ipanel_batch, merge_records)
+from bemp_assets.domain.raw_ingest import ingest_readings
+from bemp_assets.domain.warehouse import store_rejects, transaction
 from resources import GatewayClient, IPanelClient, WarehouseResource
 
 from .common import chunks, report_partitions, run_window, warehouse_asset
@@ -64,13 +65,11 @@ def build_gateway_asset(config: BempConfig, partitions: PartitionsDefinition) ->
         batch = gateway_batch(_fetch(context, "gateway", gateway.measurements), registry)
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
-            parsed = as_parsed(con, batch, GATEWAY_ENDPOINT, "stage_gateway")
             merged = {}
             gateway_rows = batch.rows.drop(columns="variable_id").assign(fetched_at=now)
-            report = ingest(con, source, settings.timezone, [parsed], (start, end), now,
-                            also=lambda c: merged.update(merge_records(c, "raw.gateway_measurements", ["sn", "channel", "ts"],
-                                                                       gateway_rows)))
-            con.execute("DROP TABLE IF EXISTS stage_gateway")
+            report = ingest_readings(con, source, settings.timezone, gateway_readings(batch, GATEWAY_ENDPOINT),
+                                     (start, end), now, also=lambda c: merged.update(
+                                         merge_records(c, "raw.gateway_measurements", ["sn", "channel", "ts"], gateway_rows)))
             variables = sorted(batch.rows["variable_id"].unique())
             verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, variables)
             metadata, filled = report_partitions(context, con, "raw.gateway_measurements", "ts",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .config import MEDIA, GatewaySpec
-from .parsing import REJECT_COLUMNS, ParsedFile
+from .parsing import REJECT_COLUMNS
 
 LIVE_DDL = """
 CREATE TABLE IF NOT EXISTS raw.gateway_measurements (
@@ -178,20 +178,39 @@ def ipanel_batch(records: list[dict], table: Table) -> Batch:
     return Batch(rows=rows, rejects=_rejects(raw, reasons), received=len(raw), repeated=before - len(rows))
 
 
-def as_parsed(con: duckdb.DuckDBPyConnection, batch: Batch, endpoint: str, table: str) -> ParsedFile:
-    """Gateway readings as a parsed batch for warehouse.ingest (meta.variables + raw.measurements)."""
+@dataclass(frozen=True)
+class ReadingBatch:
+    """Readings of one HTTP fetch, typed for raw.measurements: ``readings`` (variable_id, ts in
+    UTC, value), at most one per (variable_id, ts) (checked here, since the raw merge of an empty
+    span inserts them as they are); the ``variables`` they name (meta.variables columns); the
+    fetch's ``rejects``; ``label`` is what raw.measurements.source_file and raw.rejects name."""
+
+    label: str
+    source: str
+    readings: pd.DataFrame
+    variables: pd.DataFrame
+    rejects: pd.DataFrame
+
+    def __post_init__(self):
+        repeated = self.readings.duplicated(["variable_id", "ts"])
+        if repeated.any():
+            first = self.readings[repeated].iloc[0]
+            raise ValueError(f"{self.label}: {int(repeated.sum())} reading(s) repeat a key, first "
+                             f"{first['variable_id']} at {first['ts']}: expected one reading per variable and time")
+
+
+def gateway_readings(batch: Batch, endpoint: str) -> ReadingBatch:
+    """A validated gateway fetch as readings of variables <sn>.ch<channel>_<medium> (the batch
+    keeps one row per sn, channel and time, hence one per variable and time)."""
     rows = batch.rows
-    con.register("_live_rows", rows[["variable_id", "ts", "value"]].assign(line=0))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT variable_id, ts::TIMESTAMPTZ AS ts, value, line::INTEGER AS line FROM _live_rows")
-    con.unregister("_live_rows")
     variables = rows.drop_duplicates("variable_id").assign(
         parameter=lambda f: f["medium"].map(lambda m: MEDIA[m][0]),
         unit=lambda f: f["unit"].where(f["unit"].notna(), f["medium"].map(lambda m: MEDIA[m][1])),
         kind="instantaneous", category=lambda f: f["medium"],
     ).rename(columns={"sn": "device", "device": "original_name"})[
         ["variable_id", "device", "parameter", "original_name", "unit", "kind", "category"]]
-    return ParsedFile(path=Path(endpoint), source="gateway", sha256="", table=table, rows=len(rows), label=endpoint,
-                      rejects=batch.rejects, variables=variables.reset_index(drop=True), unique_keys=True)
+    return ReadingBatch(label=endpoint, source="gateway", readings=rows[["variable_id", "ts", "value"]].reset_index(drop=True),
+                        variables=variables.reset_index(drop=True), rejects=batch.rejects)
 
 
 def merge_records(con: duckdb.DuckDBPyConnection, table: str, key: list[str], rows: pd.DataFrame) -> dict[str, int]:

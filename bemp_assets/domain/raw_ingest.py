@@ -22,8 +22,9 @@ import duckdb
 
 from .config import BempConfig, SourceConfig
 from .inbox import file_days
+from .live import ReadingBatch
 from .parsing import ParsedFile, TimeRange, parse_file
-from .warehouse import IngestReport, ingest
+from .warehouse import IngestReport, ingest, registered, temp_table
 
 Days = tuple[date, date] | None
 
@@ -87,6 +88,18 @@ def ingest_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], source: 
     _in_file_order(run.report, run.parsed)
     run.report.variables = len(variables)
     return run
+
+
+def ingest_readings(con: duckdb.DuckDBPyConnection, source, tz: str, batch: ReadingBatch,
+                    window: tuple[datetime, datetime], now: datetime,
+                    also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> IngestReport:
+    """Merge one HTTP fetch into raw by the rules of :func:`warehouse.ingest`, in one transaction
+    with ``also``; the readings are staged in a temp table only while the merge runs."""
+    sql = "SELECT variable_id, ts::TIMESTAMPTZ AS ts, value, 0::INTEGER AS line FROM _readings"
+    with registered(con, _readings=batch.readings), temp_table(con, "stage_readings", sql) as table:
+        parsed = ParsedFile(path=Path(batch.label), source=batch.source, sha256="", table=table, label=batch.label,
+                            rows=len(batch.readings), rejects=batch.rejects, variables=batch.variables, unique_keys=True)
+        return ingest(con, source, tz, [parsed], window, now, also=also)
 
 
 def source_variables(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
