@@ -105,3 +105,28 @@ def test_a_merge_that_would_leave_a_key_twice_is_rolled_back(config, tmp_path):
             ingest_files(con, [later], source, config, WINDOW, NOW, bounds)
         assert con.execute("SELECT count(*), sum(value) FROM raw.measurements").fetchone() == (3, 5.0)
         assert con.execute("SELECT count(*) FROM raw.revisions").fetchone()[0] == 0
+
+
+def test_a_run_reads_only_the_files_holding_days_of_its_window(config, tmp_path):
+    """A window of 9-10 November (Rome): the file of the 1st-2nd and the one of the 20th hold no
+    day of it and are not read (their bad line is not recorded either); the file of the 9th-10th
+    is merged, and so is a file whose days cannot be told (it is read, to say why it fails)."""
+    source = config.source("reach_meters")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    early = reach(inbox / "early.csv", ("10:00 01", "1,0"), ("10:00 02", "x"))
+    inside = reach(inbox / "inside.csv", ("23:30 08", "9,0"), ("10:00 09", "2,0"), ("23:59 10", "3,0"))
+    late = reach(inbox / "late.csv", ("10:00 20", "5,0"))
+    unknown = inbox / "unknown.csv"
+    unknown.write_bytes(b"\xff\xfe not a REACH export")
+    window = (datetime(2016, 11, 8, 23, tzinfo=timezone.utc), datetime(2016, 11, 10, 23, tzinfo=timezone.utc))
+    with prepare(duckdb.connect(str(tmp_path / "w.duckdb"))) as con:
+        run = ingest_files(con, [early, inside, late, unknown], source, config, window, NOW, partition_range(config.site, NOW))
+        stored = con.execute("SELECT strftime(ts, '%d %H:%M'), value FROM raw.measurements ORDER BY ts").fetchall()
+        rejected = con.execute("SELECT DISTINCT source_file FROM raw.rejects ORDER BY 1").fetchall()
+    assert run.outside_window == ["early.csv", "late.csv"]
+    assert run.report.files == ["inside.csv", "unknown.csv"] and list(run.report.failed_files) == ["unknown.csv"]
+    # 23:30 on the 8th (Rome) is before the window: read, counted outside it, not stored
+    assert stored == [("09 09:00", 2.0), ("10 22:59", 3.0)]
+    assert (run.report.rows_read, run.report.stored, run.report.outside_window) == (4, 2, 1)
+    assert rejected == [("unknown.csv",)]

@@ -73,11 +73,15 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         report = run.report
         for warning in report.warnings:
             context.log.warning(warning)
+        if run.outside_window:
+            context.log.info(f"{source.name}: {len(run.outside_window)} file(s) hold no day of this window, not read: "
+                             f"{', '.join(run.outside_window)}")
         _record_covered(context, source.name, run, partitions)
         context.log.info(f"{source.name}: {report.rows_read} records read = {report.stored} stored + "
                          f"{report.rejects_in_files} rejected + {report.folded_duplicates} folded duplicates + "
                          f"{report.outside_window} outside the window; {report.missing_cells} empty cells")
-        yield MaterializeResult(metadata={**metadata, **_accounting_metadata(report)})
+        yield MaterializeResult(metadata={**metadata, **_accounting_metadata(report),
+                                          "files_outside_window": MetadataValue.json(run.outside_window)})
         yield from emit_checks(context, {"files_parsed": same_for_partitions(_files_parsed(report), filled), **verdicts})
 
     return raw_source

@@ -10,6 +10,12 @@ peak memory follows the largest group (usually one monthly export), not the back
 Two files of different groups name no common local day, so they cannot hold a common key
 (same source, same time zone): merging the groups one after another stores, revises and folds
 exactly what one merge of all files would. Within a group the newest file still wins.
+
+A file none of whose days falls in the run's window is not read at all: it could only add
+readings outside the window, which the merge leaves alone. So a run of a few days (a
+partition, a sensor's request, one of the parallel workers of a backfill) reads the exports
+holding those days, not the whole inbox; a file's rejects are recorded by the runs of its days.
+A file whose days cannot be told (unreadable, no timestamp) is always read, so its run says why.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Sequence
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -37,6 +44,7 @@ class RawRun:
     report: IngestReport
     parsed: list[ParsedFile] = field(default_factory=list)
     days: dict[str, Days] = field(default_factory=dict)
+    outside_window: list[str] = field(default_factory=list)  # files holding no day of the window, not read
 
 
 def day_groups(days: Sequence[Days]) -> list[list[int]]:
@@ -68,13 +76,19 @@ def ingest_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], source: 
                  window: tuple[datetime, datetime], now: datetime, bounds: TimeRange,
                  on_parsed: Callable[[int, ParsedFile], None] = lambda index, parsed: None) -> RawRun:
     """Parse and merge ``paths`` (oldest first) group by group; ``on_parsed`` hears of each file
-    (its 1-based position in ``paths``) as soon as it is parsed."""
+    (its 1-based position in ``paths``) as soon as it is parsed. Files holding no day of
+    ``window`` are not read (listed in ``outside_window``)."""
     tz = config.timezone_of(source)
     days = [file_days(path, source, config) for path in paths]
     run = RawRun(report=IngestReport(), days={Path(p).name: d for p, d in zip(paths, days)})
+    wanted = window_days(window, config.site.timezone)
+    run.outside_window = [Path(paths[i]).name for i, d in enumerate(days) if not touches(d, wanted)]
     parsed: dict[int, ParsedFile] = {}
     variables: set[str] = set()
     for group in day_groups(days):
+        group = [i for i in group if touches(days[i], wanted)]
+        if not group:
+            continue
         batch = [_parse(con, paths[i], source, tz, bounds, i) for i in group]
         for i, p in zip(group, batch):
             parsed[i] = p
@@ -84,7 +98,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], source: 
         finally:
             _drop_staging(con, batch)
         variables.update(v for p in batch for v in p.variables.get("variable_id", []))
-    run.parsed = [parsed[i] for i in range(len(paths))]
+    run.parsed = [parsed[i] for i in sorted(parsed)]
     _in_file_order(run.report, run.parsed)
     run.report.variables = len(variables)
     return run
@@ -100,6 +114,18 @@ def ingest_readings(con: duckdb.DuckDBPyConnection, source, tz: str, batch: Read
         parsed = ParsedFile(path=Path(batch.label), source=batch.source, sha256="", table=table, label=batch.label,
                             rows=len(batch.readings), rejects=batch.rejects, variables=batch.variables, unique_keys=True)
         return ingest(con, source, tz, [parsed], window, now, also=also)
+
+
+def window_days(window: tuple[datetime, datetime], site_tz: str) -> tuple[date, date]:
+    """First and last site-local day of the half-open window [start, end)."""
+    zone = ZoneInfo(site_tz)
+    start, end = window
+    return start.astimezone(zone).date(), (end - timedelta(microseconds=1)).astimezone(zone).date()
+
+
+def touches(days: Days, wanted: tuple[date, date]) -> bool:
+    """Whether a file's (padded) days meet the wanted days; a file of unknown days may."""
+    return days is None or (days[0] <= wanted[1] and wanted[0] <= days[1])
 
 
 def source_variables(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
