@@ -171,7 +171,11 @@ def run_in_parallel(settings: Settings, first: str, last: str, select: str | Non
     import os
     import subprocess
 
+    from bemp_assets.domain.connection import connect
+    from bemp_assets.domain.warehouse import prepare
+
     ranges = split_days(first, last, workers)
+    prepare(connect(settings.warehouse)).close()  # catalog and schema once, not raced by the workers
     print(f"running {job_name} over {first} .. {last} as {len(ranges)} runs at once: "
           + ", ".join(f"{a} .. {b}" for a, b in ranges))
     env = {**os.environ, **settings.to_env()}

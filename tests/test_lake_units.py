@@ -81,3 +81,13 @@ def test_backfill_policy_follows_the_backend(monkeypatch):
 ])
 def test_split_days_covers_the_range_once(first, last, parts, expected):
     assert split_days(first, last, parts) == expected
+
+
+def test_only_a_concurrent_catalog_creation_counts_as_one():
+    from bemp_assets.domain.lake import is_concurrent_init
+
+    raced = duckdb.Error('Failed to initialize DuckLake: Failed to execute query "CREATE TABLE "public"."ducklake_metadata"'
+                         '(...)": ERROR:  relation "ducklake_metadata" already exists')
+    assert is_concurrent_init(raced)
+    assert not is_concurrent_init(duckdb.Error('Catalog Error: Table with name "w" already exists!'))
+    assert not is_concurrent_init(duckdb.Error("Failed to initialize DuckLake: could not connect to server"))

@@ -121,7 +121,7 @@ def open_lake(target: LakeTarget, read_only: bool = False) -> duckdb.DuckDBPyCon
         options = [f"DATA_PATH {_quote(target.data_path)}", *(["READ_ONLY"] if read_only else [])]
         # the first attach creates the catalog tables: two processes doing it at once conflict
         retrying(lambda: con.execute(f"ATTACH {_quote(target.catalog)} AS {CATALOG} ({', '.join(options)})"),
-                 what="attach the DuckLake catalog")
+                 what="attach the DuckLake catalog", retryable=lambda exc: is_conflict(exc) or is_concurrent_init(exc))
         con.execute(f"USE {CATALOG}")
         con.execute(f"SET ducklake_max_retry_count = {COMMIT_RETRIES}")
     except duckdb.Error as exc:
@@ -145,6 +145,14 @@ def is_conflict(exc: BaseException) -> bool:
     return any(marker in text for marker in CONFLICT_MARKERS)
 
 
+def is_concurrent_init(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckLake failing to create a fresh catalog's tables because another
+    process created them first (PostgreSQL: 'relation ... already exists'); attaching again
+    then finds the catalog in place."""
+    text = str(exc)
+    return isinstance(exc, duckdb.Error) and "Failed to initialize DuckLake" in text and "already exists" in text
+
+
 def conflict_summary(exc: BaseException) -> str:
     """The line of a conflict error that says what collided (DuckDB puts it after a generic one)."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
@@ -152,15 +160,17 @@ def conflict_summary(exc: BaseException) -> str:
 
 
 def retrying(action: Callable[[], T], attempts: int = DEFAULT_ATTEMPTS, what: str = "transaction",
-             sleep: Callable[[float], None] = time.sleep) -> T:
-    """``action()``, run again after a conflict with another transaction, at most ``attempts``
-    times in all, with a jittered backoff (0.2 s doubling, at most MAX_WAIT_S); each retry is
-    logged. ``action`` must be a whole transaction (it is run from its start again)."""
+             sleep: Callable[[float], None] = time.sleep,
+             retryable: Callable[[BaseException], bool] = is_conflict) -> T:
+    """``action()``, run again after a conflict with another transaction (``retryable``), at
+    most ``attempts`` times in all, with a jittered backoff (0.2 s doubling, at most
+    MAX_WAIT_S); each retry is logged. ``action`` must be a whole transaction (it is run from
+    its start again)."""
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except duckdb.Error as exc:
-            if not is_conflict(exc) or attempt == attempts:
+            if not retryable(exc) or attempt == attempts:
                 raise
             wait = min(MAX_WAIT_S, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
             log.warning("%s: conflict with a concurrent transaction (%s); retry %d/%d in %.1f s",
