@@ -46,7 +46,7 @@ run-lake: install
 # two workers (this machine has two cores); a module's tests stay on one worker so its
 # module-scoped warehouse is built once; the slowest tests are listed for CI's record
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 dev: install
 	$(BIN)/dg dev --port 3000

@@ -19,6 +19,18 @@ CONFIG_DIR = ROOT / "data" / "config"
 # CC BY 4.0 originals copied from ../shared/data/real (see data/sample/ATTRIBUTION.md)
 REAL = SAMPLE / "real"
 
+# The slowest modules (CI's --durations list, module fixtures that build warehouses), longest
+# first: `make test` hands files to the two pytest-xdist workers in collection order
+# (--no-loadscope-reorder), so these start first and the short files fill in around them,
+# instead of a long one starting last on a worker while the other idles.
+SLOWEST_FIRST = ["test_lake", "test_pipeline", "test_alarms_sample", "test_kpi", "test_run_hygiene", "test_models",
+                 "test_models_assets", "test_live", "test_models_cli"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def config():
