@@ -42,10 +42,11 @@ def sha256_of(path: Path) -> str:
 
 
 def file_span(path: Path, source: SourceConfig, config: BempConfig,
-              partitions: TimeWindowPartitionsDefinition) -> tuple[str, str] | None:
+              partitions: TimeWindowPartitionsDefinition, cache: Path | None = None) -> tuple[str, str] | None:
     """First and last partition key the file may touch (None: no readable timestamp inside
-    the partitions). The sensor requests this span; a run covering it ingested the file."""
-    days = file_days(path, source, config)
+    the partitions). The sensor requests this span; a run covering it ingested the file.
+    ``cache``: see :func:`inbox.file_days` (the run then finds the file's days there)."""
+    days = file_days(path, source, config, cache=cache)
     return clip_days(partitions, *days) if days else None
 
 

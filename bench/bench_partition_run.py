@@ -1,6 +1,7 @@
 """Benchmark: a run of ONE day with a season of monthly exports in the inbox (what a daily
 partition, an inbox-sensor request or one parallel worker of a backfill does), through
-`bemp run` on a fresh warehouse and a fresh Dagster instance.
+`bemp run` on a fresh warehouse and a fresh Dagster instance; then the next day's run on the same
+warehouse and instance.
 
     python bench/bench_partition_run.py                                # 100 meters, 90 days, 2020-12-10
     python bench/bench_partition_run.py --reference /tmp/ref-checkout  # and the same run of another checkout
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -31,11 +33,21 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_pipeline import monthly_files  # noqa: E402
 
 
-def one_day_run(code: Path, files: list[Path], day: str, work: Path) -> dict:
-    """`bemp run --start day --end day` of ``code`` over an inbox holding ``files``."""
+def one_day_runs(code: Path, files: list[Path], day: str, work: Path) -> dict:
+    """`bemp run --start day --end day` of ``code`` over an inbox holding ``files``, then the
+    next day's run on the same home (what a daily partition run meets: files seen before)."""
+    first = one_day_run(code, files, day, work)
+    following = str(date.fromisoformat(day) + timedelta(days=1))
+    first["next_day_seconds"] = one_day_run(code, [], following, work, fresh=False)["seconds"]
+    return first
+
+
+def one_day_run(code: Path, files: list[Path], day: str, work: Path, fresh: bool = True) -> dict:
+    """`bemp run --start day --end day` of ``code`` over an inbox holding ``files`` (``fresh``:
+    a new home and instance; else the ones of the previous call)."""
     home, dagster_home = work / "home", work / "dagster_home"
-    (home / "inbox").mkdir(parents=True)
-    dagster_home.mkdir()
+    (home / "inbox").mkdir(parents=True, exist_ok=not fresh)
+    dagster_home.mkdir(exist_ok=not fresh)
     for f in files:
         try:
             os.link(f, home / "inbox" / f.name)
@@ -67,9 +79,9 @@ def main() -> None:
     files = monthly_files(Path(args.scale_dir), args.variables, args.days)
     work = Path(tempfile.mkdtemp(prefix="bemp-bench-day-"))
     load_before = os.getloadavg()
-    results = {"this": one_day_run(ROOT, files, args.day, work / "this")}
+    results = {"this": one_day_runs(ROOT, files, args.day, work / "this")}
     if args.reference:
-        results["reference"] = one_day_run(args.reference.resolve(), files, args.day, work / "reference")
+        results["reference"] = one_day_runs(args.reference.resolve(), files, args.day, work / "reference")
     print(json.dumps({"inbox": [f.name for f in files], "day": args.day, "results": results,
                       **({"speed_up": round(results["reference"]["seconds"] / results["this"]["seconds"], 2)}
                          if args.reference else {}),

@@ -29,7 +29,7 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from bemp_assets.domain.config import BempConfig
-from bemp_assets.domain.inbox import InboxFile, list_inbox, source_for
+from bemp_assets.domain.inbox import InboxFile, days_cache, list_inbox, source_for
 from bemp_assets.inbox_ledger import file_span, ingested, sha256_of
 from bemp_assets.partitions import clip_days
 
@@ -69,7 +69,7 @@ def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWin
             if done.get(f.name) == current[f.name]["sha256"]:
                 held.append(f.name)
                 continue
-            request = request_for(f, config, partitions, downstream, folder)
+            request = request_for(f, config, partitions, downstream, folder, cache=days_cache(inbox))
             if isinstance(request, str):
                 skipped.append(request)
             else:
@@ -89,13 +89,13 @@ def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWin
 
 
 def request_for(f: InboxFile, config: BempConfig, partitions: TimeWindowPartitionsDefinition,
-                downstream: list[AssetKey], folder: str | None = None) -> RunRequest | str:
+                downstream: list[AssetKey], folder: str | None = None, cache: Path | None = None) -> RunRequest | str:
     """The run for one file (its source's raw asset and the layers after it, over the file's
     days), or the reason there is none."""
     source = source_for(f.name, config, folder)
     if source is None:
         return f"{f.name}: no source pattern matches"
-    span = file_span(f.path, source, config, partitions)
+    span = file_span(f.path, source, config, partitions, cache)
     if span is None:
         return f"{f.name}: no readable timestamps inside the partitions; runs will report it"
     return RunRequest(

@@ -130,3 +130,28 @@ def test_a_run_reads_only_the_files_holding_days_of_its_window(config, tmp_path)
     assert stored == [("09 09:00", 2.0), ("10 22:59", 3.0)]
     assert (run.report.rows_read, run.report.stored, run.report.outside_window) == (4, 2, 1)
     assert rejected == [("unknown.csv",)]
+
+
+def test_a_files_days_are_scanned_once_per_version(config, tmp_path):
+    """file_days with a cache: a second call answers from it (shown by rewriting the file with
+    the same size and modification time: the old days come back), and a new version of the
+    file (another modification time) is scanned again."""
+    import os
+
+    from bemp_assets.domain.inbox import days_cache, file_days
+
+    source = config.source("reach_meters")
+    (tmp_path / "inbox").mkdir()
+    path = reach(tmp_path / "inbox" / "a.csv", ("10:00 05", "1,0"), ("10:00 09", "2,0"))
+    cache = days_cache(tmp_path / "inbox")
+    assert cache == tmp_path / "cache" / "file_days.json"
+    first = file_days(path, source, config, now=NOW, cache=cache)
+    assert first == (date(2016, 11, 4), date(2016, 11, 10)) and cache.exists()
+    stat = path.stat()
+    reach(path, ("10:00 15", "1,0"), ("10:00 19", "2,0"))  # same length, other days
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    assert file_days(path, source, config, now=NOW, cache=cache) == first
+    assert file_days(path, source, config, now=NOW) == (date(2016, 11, 14), date(2016, 11, 20))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert file_days(path, source, config, now=NOW, cache=cache) == (date(2016, 11, 14), date(2016, 11, 20))

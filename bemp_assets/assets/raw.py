@@ -23,6 +23,7 @@ from dagster import (
 
 from bemp_assets.api.registry import with_registered_parameters
 from bemp_assets.domain.config import BempConfig, SourceConfig
+from bemp_assets.domain.inbox import days_cache
 from bemp_assets.domain.parsing import ParsedFile, partition_range
 from bemp_assets.domain.raw_ingest import RawRun, ingest_files, source_variables
 from bemp_assets.domain.warehouse import IngestReport
@@ -65,7 +66,8 @@ def build_raw_asset(source: SourceConfig, config: BempConfig, partitions: Partit
         now = datetime.now(timezone.utc)
         with warehouse.session() as con:
             run = ingest_files(con, [f.path for f in files], reading, config, (start, end), now,
-                               partition_range(config.site), on_parsed=_log_parsed(context, len(files)))
+                               partition_range(config.site), on_parsed=_log_parsed(context, len(files)),
+                               days_cache=days_cache(Path(inbox.inbox_dir)))
             verdicts = evaluate_rules(context, con, config, SOURCE_RULES, start, end, source_variables(con, source.name))
             metadata, filled = report_partitions(
                 context, con, "raw.measurements", "ts", written_at=now,

@@ -74,12 +74,14 @@ def day_groups(days: Sequence[Days]) -> list[list[int]]:
 
 def ingest_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], source: SourceConfig, config: BempConfig,
                  window: tuple[datetime, datetime], now: datetime, bounds: TimeRange,
-                 on_parsed: Callable[[int, ParsedFile], None] = lambda index, parsed: None) -> RawRun:
+                 on_parsed: Callable[[int, ParsedFile], None] = lambda index, parsed: None,
+                 days_cache: Path | None = None) -> RawRun:
     """Parse and merge ``paths`` (oldest first) group by group; ``on_parsed`` hears of each file
     (its 1-based position in ``paths``) as soon as it is parsed. Files holding no day of
-    ``window`` are not read (listed in ``outside_window``)."""
+    ``window`` are not read (listed in ``outside_window``); ``days_cache`` keeps each file's
+    days between runs (:func:`inbox.file_days`)."""
     tz = config.timezone_of(source)
-    days = [file_days(path, source, config) for path in paths]
+    days = [file_days(Path(path), source, config, cache=days_cache) for path in paths]
     run = RawRun(report=IngestReport(), days={Path(p).name: d for p, d in zip(paths, days)})
     wanted = window_days(window, config.site.timezone)
     run.outside_window = [Path(paths[i]).name for i, d in enumerate(days) if not touches(d, wanted)]
