@@ -413,6 +413,9 @@ def bemp_run(folder: Path, files: list[Path]) -> dict:
             time.sleep(0.2)
     seconds = time.perf_counter() - t
     peak = max((kib for _, kib in samples), default=0)
+    # the RSS timeline, to read beside the run's log (its lines carry the same wall-clock times)
+    (folder / "rss.tsv").write_text("".join(f"{datetime.fromtimestamp(at, timezone.utc):%H:%M:%S.%f}\t{kib // 1024}\n"
+                                            for at, kib in samples))
     spent = json.loads(events.read_text()) if events.exists() else {"seconds": float("nan"), "events": 0}
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
