@@ -185,9 +185,9 @@ def memory_limit(env=None) -> str | None:
 
     Left to DuckDB, its buffer pool kept what a backfill had read: a run's peak grew with its
     length (2.4 GB for 90 days of 100 meters at one sample a minute). With 1GB a year of them
-    stays under 2 GB for the whole process (BENCHMARKS.md, issue 14); queries over more data
-    than the cap spill to disk and run slower, not fail. Raise it on a machine with RAM to spare
-    and long interactive queries."""
+    stays under 2 GB for the whole process (1.65 GB, BENCHMARKS.md, issue 14): the sorts, joins
+    and aggregates of larger queries spill to disk and run slower instead. Raise it on a machine
+    with RAM to spare."""
     import os
 
     text = (os.environ if env is None else env).get("BEMP_DUCKDB_MEMORY_LIMIT", "").strip()
