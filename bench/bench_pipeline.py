@@ -245,12 +245,13 @@ COMPARED = ["meta.variables", "meta.clean_variables", "raw.measurements", "raw.r
             "clean.measurements", "agg.hourly", "agg.daily"]
 
 
-def reference_run(reference: Path, csv: Path, days: int, db: Path) -> dict:
+def reference_run(reference: Path, csv: Path, days: int, db: Path, chain_args: list[str]) -> dict:
     """The project path of the checkout ``reference`` (e.g. /work/main) on the same file, in a
-    subprocess importing that checkout's code; its warehouse is left in ``db``."""
+    subprocess importing that checkout's code (``chain_args``: --chain and --tolerances); its
+    warehouse is left in ``db``."""
     env = {**os.environ, "BEMP_BENCH_ROOT": str(reference)}
-    out = subprocess.run([sys.executable, __file__, "--project-once", str(csv), "--days", str(days), "--db", str(db)],
-                         env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--project-once", str(csv), "--days", str(days), "--db", str(db),
+                          *chain_args], env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -285,10 +286,11 @@ def table_differences(ours: Path, theirs: Path) -> list[str]:
     return problems
 
 
-def compare_with_reference(args, csv: Path) -> None:
+def compare_with_reference(args, csv: Path, ours: Path, chain_args: list[str] = ()) -> None:
+    """The reference's project path on ``csv``, every table compared with ``ours``."""
     db = OUT / "reference.duckdb"
-    result = reference_run(Path(args.reference), csv, args.days, fresh_db(db))
-    problems = table_differences(OUT / "project.duckdb", db)
+    result = reference_run(Path(args.reference), csv, args.days, fresh_db(db), list(chain_args))
+    problems = table_differences(ours, db)
     print(f"\nreference {args.reference}: {result['seconds']:.2f}s "
           f"[{', '.join(f'{k} {v:.2f}s' for k, v in result['steps'].items())}]")
     print("every table equal to the reference's (" + ", ".join(COMPARED) + "): "
@@ -413,6 +415,9 @@ def bemp_run(folder: Path, files: list[Path]) -> dict:
             time.sleep(0.2)
     seconds = time.perf_counter() - t
     peak = max((kib for _, kib in samples), default=0)
+    # the RSS timeline, to read beside the run's log (its lines carry the same wall-clock times)
+    (folder / "rss.tsv").write_text("".join(f"{datetime.fromtimestamp(at, timezone.utc):%H:%M:%S.%f}\t{kib // 1024}\n"
+                                            for at, kib in samples))
     spent = json.loads(events.read_text()) if events.exists() else {"seconds": float("nan"), "events": 0}
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -517,7 +522,7 @@ def main_run(args) -> None:
     print(f"| **ratio project / baseline** | **{ratio:.2f}x** | | |")
     print(f"\nproject steps (best run): {steps}")
     if args.reference:
-        compare_with_reference(args, csv)
+        compare_with_reference(args, csv, OUT / "project.duckdb")
 
 
 def counter_energy(db: Path, table: str) -> float:
@@ -631,6 +636,9 @@ def chain_all_run(args) -> None:
     for label, n_in, seconds, n_out in filters_alone(OUT / f"project_all_{args.tolerances[-1]:g}.duckdb",
                                                      args.tolerances, args.repeat):
         print(f"| {label} | {n_in:,} | {seconds:.3f} | {n_out:,} |")
+    if args.reference:  # the last tolerance's warehouse against the reference's, same chains
+        tol = args.tolerances[-1]
+        compare_with_reference(args, csv, OUT / f"project_all_{tol:g}.duckdb", ["--chain", "all", "--tolerances", str(tol)])
 
 
 def one_project_run(args) -> None:
@@ -677,7 +685,8 @@ def main() -> None:
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.0, 0.5],
                         help="set-point tolerances (kW) for --chain all")
     parser.add_argument("--reference", help="a checkout of the previous implementation (e.g. /work/main): its "
-                                            "project path runs on the same file and every table is compared")
+                                            "project path runs on the same file and every table is compared "
+                                            "(with --chain all: the last tolerance's run, all four filters)")
     parser.add_argument("--scale", action="store_true",
                         help="`bemp run` end to end over monthly REACH files, once per --scale-days")
     parser.add_argument("--scale-days", type=int, nargs="+", default=[30, 90, 365])
@@ -689,7 +698,8 @@ def main() -> None:
     args.variables = args.variables or (100 if args.scale else 20)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.project_once:  # subprocess of --reference
-        print(json.dumps(run_project(Path(args.project_once), args.days, Path(args.db))))
+        chains = CHAINS if args.chain == "counters" else all_filter_chains(args.tolerances[0])
+        print(json.dumps(run_project(Path(args.project_once), args.days, Path(args.db), chains)))
     elif args.scale:
         scale_run(args)
     elif args.one_run:

@@ -125,6 +125,20 @@ def test_row_counts_per_partition_equal_the_csv(backfill):
     assert per_day["2016-10-30"] == 6 * 25 and per_day["2016-11-01"] == 6 * 24  # DST day; the day both files hold
 
 
+def test_preview_shows_the_first_readings_of_the_day(backfill):
+    """A partition's preview: its first 5 rows by time, then variable (kept per day by min_by)."""
+    _, instance, _ = backfill
+    day = "2016-10-30"
+    stamps = sorted({stamp for _, _, stamp, _ in csv_readings() if local_day(stamp) == day})
+    first = datetime.strptime(stamps[0], "%H:%M:%S %d/%m/%Y").replace(tzinfo=ROME).astimezone(ZoneInfo("UTC"))
+    preview = materializations(instance, ["raw", "reach_residential"])[day].asset_materialization.metadata["preview"].value
+    rows = preview.splitlines()[2:]
+    # six meters read at the day's first local time: the first 5 rows are 5 of them, in name order
+    assert len(rows) == 5 and all(f"{first:%Y-%m-%d %H:%M:%S}+00:00" in row for row in rows)
+    names = [row.split("|")[1].strip() for row in rows]
+    assert names == sorted(names) and len(set(names)) == 5
+
+
 def test_hourly_row_counts_per_partition_equal_hours_per_local_day(backfill):
     settings, instance, _ = backfill
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:

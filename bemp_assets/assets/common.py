@@ -73,7 +73,9 @@ def report_partitions(context: AssetExecutionContext, con: duckdb.DuckDBPyConnec
     its first rows and, with ``written_at``, ``rows_written`` (rows whose ``written_column`` is
     this run's write time: inserted or changed by this run). Returned, for every partition alike: ``table_rows_total`` (all such rows of the
     table, every day), the column schema and table name, and the run's partition range. One
-    grouped query for all partitions and one count, however long the range.
+    grouped query for all partitions and one count, however long the range: the day's first
+    rows are kept by ``min_by(row, key, n)`` (n rows per day in memory), not by a window over
+    every row of the range (which held the whole range: 1.1 GB for 90 days of 100 meters).
     """
     start, end = run_window(context)
     partitions: TimeWindowPartitionsDefinition = context.assets_def.partitions_def
@@ -83,9 +85,10 @@ def report_partitions(context: AssetExecutionContext, con: duckdb.DuckDBPyConnec
     order = ", ".join(f'"{c}"' for c in order_by) if order_by else "variable_id"
     written = f"{written_column} >= $written_at" if written_at else "FALSE"
     frame = con.execute(f"""
-        WITH rows AS (SELECT *, {day} AS _day FROM {table} WHERE {time_column} >= $start AND {time_column} < $end AND ({where}))
-        SELECT *, count(*) OVER (PARTITION BY _day) AS _rows, sum(CASE WHEN {written} THEN 1 ELSE 0 END) OVER (PARTITION BY _day) AS _written
-        FROM rows QUALIFY row_number() OVER (PARTITION BY _day ORDER BY {time_column}, {order}) <= {int(preview_rows)}
+        WITH rows AS (SELECT *, {day} AS _day FROM {table} WHERE {time_column} >= $start AND {time_column} < $end AND ({where})),
+        days AS (SELECT count(*) AS _rows, count(*) FILTER (WHERE {written}) AS _written,
+                        min_by(_r, ({time_column}, {order}), {int(preview_rows)}) AS _first FROM rows _r GROUP BY _day)
+        SELECT * FROM (SELECT unnest(_first, max_depth := 2), _rows, _written FROM days)
         ORDER BY _day, {time_column}, {order}
     """, {"start": bounds[0], "end": bounds[1], **({} if is_date else {"tz": tz}),
           **({"written_at": written_at} if written_at else {})}).df()

@@ -11,7 +11,6 @@ affects.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +19,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import holds_rows, registered, upsert, write_transaction
+from .warehouse import holds_rows, registered, temp_table, upsert, write_transaction
 
 @dataclass
 class CleanReport:
@@ -58,21 +57,93 @@ def clean_profile(chain: FilterChain | None, kind: str, interval_s: int) -> tupl
     return kind, interval_s
 
 
-def _raw_with_context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ids: list[str]) -> pd.DataFrame:
-    """Readings of the variables ``ids`` inside the window, plus one on each side.
+# readings of one chain that go through pandas at a time: clean's memory is bounded by this,
+# not by the window's length or its number of variables (a 31-day chunk of 100 meters at one
+# sample a minute is 4.5 M readings, about 1 GB of pandas at once; BENCHMARKS.md, issue 14)
+BATCH_ROWS = 500_000
+FILTERED = "_clean_filtered"  # temp table: the chained variables' clean rows of the window
 
-    Three plain statements, not one: over 4.3 M to 13 M raw rows DuckDB 1.5.5 never finished the
-    single query with a CTE used three times and two joins back to it (threads waiting on each
-    other, also with one thread; with the CTE inlined it still stalled at 13 M rows). The reading
-    next to the window is taken with arg_max / arg_min (one row per key in raw)."""
-    params = {"start": start, "end": end, "ids": ids}
+
+def _window_counts(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[str, int]:
+    """Readings per variable inside [start, end)."""
+    return dict(con.execute("SELECT variable_id, count(*) FROM raw.measurements WHERE ts >= $start AND ts < $end "
+                            "GROUP BY variable_id", {"start": start, "end": end}).fetchall())
+
+
+def batches(ids: list[str], counts: dict[str, int], limit: int) -> list[list[str]]:
+    """``ids`` sorted and cut into consecutive groups of at most ``limit`` readings (a variable
+    with more is a group alone). Every filter works per variable, so a chain over the groups one
+    by one gives the rows one pass over all of them gives, in the same (variable, ts) order."""
+    groups: list[list[str]] = []
+    size = 0
+    for variable_id in sorted(ids):
+        rows = counts.get(variable_id, 0)
+        if not groups or (size and size + rows > limit):
+            groups.append([])
+            size = 0
+        groups[-1].append(variable_id)
+        size += rows
+    return groups
+
+
+def _context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ids: list[str]) -> pd.DataFrame:
+    """Per variable of ``ids``, its last reading before the window and its first after it.
+
+    Plain statements, not one with the window's readings: over 4.3 M to 13 M raw rows DuckDB
+    1.5.5 never finished a single query with a CTE used three times and two joins back to it
+    (threads waiting on each other). The reading next to the window is taken with arg_max /
+    arg_min (one row per key in raw)."""
     mine = "FROM raw.measurements WHERE variable_id IN (SELECT unnest($ids::VARCHAR[]))"
-    parts = [con.execute(f"SELECT variable_id, ts, value {mine} AND ts >= $start AND ts < $end", params).df(),
-             con.execute(f"SELECT variable_id, max(ts) AS ts, arg_max(value, ts) AS value {mine} AND ts < $start "
+    parts = [con.execute(f"SELECT variable_id, max(ts) AS ts, arg_max(value, ts) AS value {mine} AND ts < $start "
                          "GROUP BY variable_id", {"start": start, "ids": ids}).df(),
              con.execute(f"SELECT variable_id, min(ts) AS ts, arg_min(value, ts) AS value {mine} AND ts >= $end "
                          "GROUP BY variable_id", {"end": end, "ids": ids}).df()]
     return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+
+
+def _readings(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ids: list[str],
+              context: pd.DataFrame) -> pd.DataFrame:
+    """Readings of the variables ``ids`` inside the window, plus their rows of ``context``."""
+    inside = con.execute("SELECT variable_id, ts, value FROM raw.measurements WHERE ts >= $start AND ts < $end "
+                         "AND variable_id IN (SELECT unnest($ids::VARCHAR[]))", {"start": start, "end": end, "ids": ids}).df()
+    beside = context[context["variable_id"].isin(ids)]
+    return pd.concat([p for p in (inside, beside) if len(p)] or [inside], ignore_index=True)
+
+
+def _filter_chain(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, chain: FilterChain,
+                  ids: list[str], variables: pd.DataFrame, counts: dict[str, int], context: pd.DataFrame) -> dict:
+    """Run ``chain`` over the window's readings of ``ids``, batch by batch, appending the rows
+    inside the window to FILTERED; return the chain's report (version, variables, filter counts)."""
+    intervals, kinds = variables["expected_interval_s"], variables["kind"]
+    report = CleanReport()
+    for batch in batches(ids, counts, BATCH_ROWS):
+        out, stats = apply_chain(_readings(con, start, end, batch, context), list(chain.steps), intervals,
+                                 kinds.loc[batch])
+        out = out.loc[(out["ts"] >= start) & (out["ts"] < end), COLUMNS]
+        with registered(con, _clean_batch=out):
+            con.execute(f"INSERT INTO {FILTERED} SELECT variable_id, ts::TIMESTAMPTZ, value, $name, $version "
+                        "FROM _clean_batch", {"name": chain.name, "version": chain.version})
+        report.merge(CleanReport(chains={chain.name: {"version": chain.version, "variables": len(ids),
+                                                      "filters": [s.as_dict() for s in stats]}}))
+    return report.chains.get(chain.name, {"version": chain.version, "variables": len(ids), "filters": []})
+
+
+def _chain_groups(assignment: dict[str, FilterChain | None]) -> dict[str, tuple[FilterChain, list[str]]]:
+    """Per chain name: the chain and the variables it applies to."""
+    groups: dict[str, tuple[FilterChain, list[str]]] = {}
+    for variable_id, chain in assignment.items():
+        if chain is not None:
+            groups.setdefault(chain.name, (chain, []))[1].append(variable_id)
+    return groups
+
+
+def _profiles(assignment: dict[str, FilterChain | None], variables: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """meta.clean_variables' rows: each variable's chain and its kind and interval once cleaned."""
+    return pd.DataFrame([
+        (v, c.name if c else None, c.version if c else None,
+         *clean_profile(c, variables.at[v, "kind"], int(variables.at[v, "expected_interval_s"])), now)
+        for v, c in assignment.items()
+    ], columns=["variable_id", "chain", "chain_version", "clean_kind", "clean_interval_s", "updated_at"])
 
 
 def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
@@ -80,36 +151,17 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     """Recompute clean.measurements for [start, end) and rewrite only variables that changed.
 
     Variables without a chain are copied from raw in SQL; the others go through their chain
-    in pandas, chain by chain (one vectorised pass over all variables sharing a chain).
+    in pandas, chain by chain, vectorised over BATCH_ROWS readings of its variables at a time;
+    their rows are gathered in a temp table (DuckDB's: it spills under the memory cap) until
+    the window is written, in one transaction.
     """
     variables = con.execute(
         "SELECT variable_id, device, parameter, category, kind, expected_interval_s FROM meta.variables").df()
     assignment = assign_chains(variables, chains)
-    intervals = variables.set_index("variable_id")["expected_interval_s"]
-    kinds = variables.set_index("variable_id")["kind"]
-    groups: dict[str, list[str]] = defaultdict(list)
-    by_name: dict[str, FilterChain] = {}
-    for variable_id, chain in assignment.items():
-        if chain is not None:
-            groups[chain.name].append(variable_id)
-            by_name[chain.name] = chain
-    report, pieces = CleanReport(), []
-    chain_ids = [v for ids in groups.values() for v in ids]
-    raw = _raw_with_context(con, start, end, chain_ids)
-    for name, ids in groups.items():
-        chain = by_name[name]
-        out, stats = apply_chain(raw[raw["variable_id"].isin(ids)], list(chain.steps), intervals, kinds.loc[ids])
-        report.chains[name] = {"version": chain.version, "variables": len(ids), "filters": [s.as_dict() for s in stats]}
-        out = out[(out["ts"] >= start) & (out["ts"] < end)]
-        pieces.append(out[COLUMNS].assign(chain=name, chain_version=chain.version))
-    filtered = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
-        {"variable_id": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns, UTC]"), "value": pd.Series(dtype=float),
-         "chain": pd.Series(dtype=object), "chain_version": pd.Series(dtype=object)})
-    profiles = pd.DataFrame([
-        (v, c.name if c else None, c.version if c else None, *clean_profile(c, kinds[v], int(intervals[v])), now)
-        for v, c in assignment.items()
-    ], columns=["variable_id", "chain", "chain_version", "clean_kind", "clean_interval_s", "updated_at"])
-    params = {"start": start, "end": end, "ids": chain_ids}
+    by_variable = variables.set_index("variable_id")
+    groups = _chain_groups(assignment)
+    chain_ids = [v for _, ids in groups.values() for v in ids]
+    report, params = CleanReport(), {"start": start, "end": end, "ids": chain_ids}
 
     def write(con: duckdb.DuckDBPyConnection) -> tuple[int, set[str], int, int]:
         written = (_rewrite_window if holds_rows(con, "clean.measurements", start, end) else _insert_window)(con, params)
@@ -117,20 +169,25 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
         return written
-    with registered(con, filtered=filtered, profiles=profiles):
-        report.rows, report.changed_variables, report.deleted, report.inserted = write_transaction(
-            con, write, what="write clean.measurements")
+    with temp_table(con, FILTERED, f"SELECT {CLEAN_COLUMNS} FROM clean.measurements LIMIT 0"):
+        if chain_ids:
+            counts, context = _window_counts(con, start, end), _context(con, start, end, chain_ids)
+            for name, (chain, ids) in groups.items():
+                report.chains[name] = _filter_chain(con, start, end, chain, ids, by_variable, counts, context)
+        with registered(con, profiles=_profiles(assignment, by_variable, now)):
+            report.rows, report.changed_variables, report.deleted, report.inserted = write_transaction(
+                con, write, what="write clean.measurements")
     return report
 
 
 CLEAN_COLUMNS = "variable_id, ts, value, chain, chain_version"
-# the window's clean rows ($ids: the chained variables; filtered, registered: their rows)
+# the window's clean rows ($ids: the chained variables; FILTERED: their rows)
 NEW_ROWS = """
     SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
     FROM raw.measurements m ANTI JOIN (SELECT unnest($ids::VARCHAR[]) AS variable_id) USING (variable_id)  -- as read
     WHERE m.ts >= $start AND m.ts < $end
     UNION ALL
-    SELECT variable_id, ts::TIMESTAMPTZ, value, chain, chain_version FROM filtered
+    SELECT variable_id, ts, value, chain, chain_version FROM _clean_filtered
 """
 
 

@@ -57,7 +57,10 @@ SCAN_BLOCK = 1 << 20
 HEADER_LIMIT = 64 * 1024
 # a delimiter no meter export contains: DuckDB then returns each physical line as one field
 LINE_DELIM = "\x1f\x1e\x1d\x1c"
-MAX_LINE = 64 << 20   # bytes a line may have to be shown in a reject (DuckDB's CSV rows stop at 2 MB)
+# bytes a line may have to be shown in a reject (DuckDB's CSV rows stop at 2 MB); the line
+# reader's buffer is set to the same size: left to DuckDB it is 16 lines long (1 GiB), a block
+# a session under its memory cap (warehouse.DEFAULT_MEMORY_LIMIT) cannot have
+MAX_LINE = 64 << 20
 SHOWN_TEXT = 4096     # characters of a rejected line kept in raw.rejects.raw_text
 UTF8 = ("utf-8", "utf-8-sig")
 # what DuckDB raises when a file's content defeats its CSV reader (not I/O or memory trouble)
@@ -404,7 +407,7 @@ class _FileReader:
             CREATE OR REPLACE TEMP TABLE {self.prefix}_lines_raw AS
             SELECT l AS text FROM read_csv({_sql_str(str(self.text.path))}, header = false, auto_detect = false,
                 columns = {{'l': 'VARCHAR'}}, delim = {_sql_str(LINE_DELIM)}, quote = '', escape = '',
-                strict_mode = false, max_line_size = {MAX_LINE})
+                strict_mode = false, max_line_size = {MAX_LINE}, buffer_size = {MAX_LINE})
         """)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.prefix}_text AS "
                          f"SELECT rowid + 1 AS line, text FROM {self.prefix}_lines_raw")

@@ -147,12 +147,8 @@ CREATE TABLE IF NOT EXISTS agg.daily (variable_id VARCHAR NOT NULL, day DATE NOT
 def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Session settings every BEMP connection needs, and the schema.
 
-    ``BEMP_DUCKDB_MEMORY_LIMIT`` (e.g. ``1GB``; unset: DuckDB's own 80 % of RAM) caps DuckDB's
-    memory; beyond it DuckDB spills to its temp directory instead of growing. Without the cap,
-    DuckDB's buffer pool kept what a backfill had read and a run's peak grew with its length
-    (1.57 GB for 30 days of 100 meters, 2.42 GB for 90); with 1GB, 1.53 and 1.78 GB. It is not
-    the default: the parser's reader asks DuckDB for a 1 GiB block on some malformed files (a
-    3 MB line, the line-by-line fallback), which a 1 GB cap refuses (BENCHMARKS.md). The raw
+    DuckDB's memory is capped (:func:`memory_limit`): beyond the cap DuckDB spills to its temp
+    directory instead of growing, so a backfill's peak does not depend on its length. The raw
     tables have no key index (which could not spill), so a merge under a cap spills rather than
     fails; a warehouse created with those keys is rebuilt without them (:func:`drop_enforced_keys`).
 
@@ -161,12 +157,14 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     instead of some forty idempotent statements, and still right for any file, new or old,
     opened at any time in the same process.
     """
-    import os
-
     con.execute("SET TimeZone = 'UTC'")
-    limit = os.environ.get("BEMP_DUCKDB_MEMORY_LIMIT")
-    if limit:
-        con.execute("SET memory_limit = ?", [limit])
+    limit = memory_limit()
+    if limit is not None:
+        try:
+            con.execute("SET memory_limit = ?", [limit])
+        except duckdb.ParserException as exc:
+            raise ValueError(f"BEMP_DUCKDB_MEMORY_LIMIT={limit!r}: expected a size such as 1GB or 4GB, "
+                             f"or none for DuckDB's default ({exc})") from None
     ddl, version = schema_ddl()
     if stored_schema_version(con) != version:
         con.execute(ddl)
@@ -175,6 +173,27 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
             con.execute("DELETE FROM meta.schema_version")
             con.execute("INSERT INTO meta.schema_version VALUES (?, now())", [version])
     return con
+
+
+# DuckDB's memory per warehouse database unless BEMP_DUCKDB_MEMORY_LIMIT says otherwise
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
+def memory_limit(env=None) -> str | None:
+    """DuckDB's memory cap: ``BEMP_DUCKDB_MEMORY_LIMIT`` (e.g. ``4GB``), DEFAULT_MEMORY_LIMIT when
+    unset, None for ``none`` (DuckDB's own default, 80 % of RAM).
+
+    Left to DuckDB, its buffer pool kept what a backfill had read: a run's peak grew with its
+    length (2.4 GB for 90 days of 100 meters at one sample a minute). With 1GB a year of them
+    stays under 2 GB for the whole process (1.65 GB, BENCHMARKS.md, issue 14): the sorts, joins
+    and aggregates of larger queries spill to disk and run slower instead. Raise it on a machine
+    with RAM to spare."""
+    import os
+
+    text = (os.environ if env is None else env).get("BEMP_DUCKDB_MEMORY_LIMIT", "").strip()
+    if text.lower() == "none":
+        return None
+    return text or DEFAULT_MEMORY_LIMIT
 
 
 def _module_ddl() -> tuple[str, ...]:
