@@ -68,5 +68,6 @@ bench-lake: install
 	$(BIN)/python bench/bench_lake.py
 
 clean:
-	rm -rf $(BEMP_HOME)/inbox $(BEMP_HOME)/artifacts $(BEMP_HOME)/warehouse.duckdb $(BEMP_HOME)/warehouse.duckdb.wal $(BEMP_HOME)/lake
+	rm -rf $(BEMP_HOME)/inbox $(BEMP_HOME)/artifacts $(BEMP_HOME)/warehouse.duckdb $(BEMP_HOME)/warehouse.duckdb.wal $(BEMP_HOME)/lake \
+		$(BEMP_HOME)/bi $(BEMP_HOME)/reports $(BEMP_HOME)/cache
 	find $(DAGSTER_HOME) -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +
