@@ -69,5 +69,5 @@ bench-lake: install
 
 clean:
 	rm -rf $(BEMP_HOME)/inbox $(BEMP_HOME)/artifacts $(BEMP_HOME)/warehouse.duckdb $(BEMP_HOME)/warehouse.duckdb.wal $(BEMP_HOME)/lake \
-		$(BEMP_HOME)/bi $(BEMP_HOME)/reports $(BEMP_HOME)/cache
+		$(BEMP_HOME)/warehouse.duckdb.tmp $(BEMP_HOME)/bi $(BEMP_HOME)/reports $(BEMP_HOME)/cache
 	find $(DAGSTER_HOME) -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

@@ -20,6 +20,7 @@ import csv
 import math
 import os
 import shutil
+import tempfile
 import subprocess
 import sys
 import threading
@@ -369,6 +370,15 @@ def test_processes_opening_a_fresh_lake_at_once_all_get_it(postgres, tmp_path):
         for thread in threads:
             thread.join(timeout=120)
     assert failed == []
+
+
+def test_a_lake_session_spills_into_the_temp_dir_not_the_working_dir(postgres, tmp_path):
+    from bemp_assets.domain.lake import spill_directory
+
+    target = lake_settings(make_settings(tmp_path), postgres, database="bemp_spill").warehouse
+    with connect(target) as con:
+        assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == str(spill_directory())
+    assert spill_directory().is_relative_to(tempfile.gettempdir())
 
 
 def test_any_command_takes_the_lake_and_says_when_it_is_empty(tmp_path):

@@ -124,6 +124,9 @@ def open_lake(target: LakeTarget, read_only: bool = False) -> duckdb.DuckDBPyCon
                  what="attach the DuckLake catalog", retryable=lambda exc: is_conflict(exc) or is_concurrent_init(exc))
         con.execute(f"USE {CATALOG}")
         con.execute(f"SET ducklake_max_retry_count = {COMMIT_RETRIES}")
+        # an in-memory session spills beyond its memory cap into ./.tmp of whatever folder the
+        # process runs in (the repository, a pod's working dir); the system's temp dir instead
+        con.execute("SET temp_directory = ?", [str(spill_directory())])
     except duckdb.Error as exc:
         con.close()
         if isinstance(exc, LakeError):
@@ -135,6 +138,11 @@ def open_lake(target: LakeTarget, read_only: bool = False) -> duckdb.DuckDBPyCon
                         f"Check that PostgreSQL is reachable with these settings and that the data path exists "
                         f"and is writable.") from None
     return con
+
+
+def spill_directory() -> Path:
+    """Where lake sessions spill what exceeds DuckDB's memory cap (DuckDB removes its files)."""
+    return Path(tempfile.gettempdir()) / "bemp-duckdb-spill"
 
 
 def is_conflict(exc: BaseException) -> bool:
