@@ -17,6 +17,7 @@ from bemp_assets.assets.raw import build_raw_assets
 from bemp_assets.assets.report import build_snapshot_asset
 from bemp_assets.automation import build_automation_sensor
 from bemp_assets.domain.config import load_config
+from bemp_assets.domain.inbox import days_cache
 from bemp_assets.domain.lake import LakeTarget
 from bemp_assets.domain.settings import Settings
 from bemp_assets.executor import build_executor
@@ -66,7 +67,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
                    build_live_repoll_schedule(live, partitions, config, live_assets), ml_weekly, ml_daily,
                    build_alarms_schedule(alarms_job, config.alarms.evaluate_every_minutes, [a.key for a in alarm_assets])],
         sensors=[
-            build_inbox_sensor(pipeline, settings.inbox, config, partitions, [clean.key, *(a.key for a in aggregates)]),
+            build_inbox_sensor(pipeline, settings.inbox, config, partitions, downstream,
+                               days_cache_file=days_cache(settings.inbox)),
             *build_landing_sensors(pipeline, settings, config, partitions, downstream),
             *build_live_sensors(live, partitions, config),
             build_automation_sensor(assets),

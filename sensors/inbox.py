@@ -29,7 +29,7 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from bemp_assets.domain.config import BempConfig
-from bemp_assets.domain.inbox import InboxFile, days_cache, list_inbox, source_for
+from bemp_assets.domain.inbox import InboxFile, list_inbox, source_for
 from bemp_assets.inbox_ledger import file_span, ingested, sha256_of
 from bemp_assets.partitions import clip_days
 
@@ -50,10 +50,12 @@ def content_hash(f: InboxFile, before: dict | None) -> str:
 
 
 def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWindowPartitionsDefinition,
-                       downstream: list[AssetKey], name: str = "inbox_sensor", folder: str | None = None):
+                       downstream: list[AssetKey], name: str = "inbox_sensor", folder: str | None = None,
+                       days_cache_file: Path | None = None):
     """``downstream``: the assets every run rebuilds after the file's raw asset (clean, agg).
     ``folder``: watch a source's own folder (its ``inbox`` key, e.g. the API's landing area)
-    instead of the inbox; ``inbox`` is then that folder."""
+    instead of the inbox; ``inbox`` is then that folder. ``days_cache_file``: where each file's
+    days are kept (:func:`inbox.days_cache`, the same file the raw runs read)."""
     @sensor(name=name, job=job, minimum_interval_seconds=30,
             default_status=DefaultSensorStatus.RUNNING,
             description=f"Requests a run for each CSV in {inbox} whose content the warehouse does not hold yet, "
@@ -69,7 +71,7 @@ def build_inbox_sensor(job, inbox: Path, config: BempConfig, partitions: TimeWin
             if done.get(f.name) == current[f.name]["sha256"]:
                 held.append(f.name)
                 continue
-            request = request_for(f, config, partitions, downstream, folder, cache=days_cache(inbox))
+            request = request_for(f, config, partitions, downstream, folder, cache=days_cache_file)
             if isinstance(request, str):
                 skipped.append(request)
             else:
