@@ -372,13 +372,16 @@ def test_processes_opening_a_fresh_lake_at_once_all_get_it(postgres, tmp_path):
     assert failed == []
 
 
-def test_a_lake_session_spills_into_the_temp_dir_not_the_working_dir(postgres, tmp_path):
-    from bemp_assets.domain.lake import spill_directory
+def test_each_lake_session_spills_into_a_temp_folder_of_its_own(postgres, tmp_path):
+    """Not ./.tmp of the working folder, and not a folder shared with another session: DuckDB
+    names spill files alike in every session and deletes its folder when the session closes."""
+    from bemp_assets.domain.lake import SPILL_ROOT
 
     target = lake_settings(make_settings(tmp_path), postgres, database="bemp_spill").warehouse
-    with connect(target) as con:
-        assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == str(spill_directory())
-    assert spill_directory().is_relative_to(tempfile.gettempdir())
+    with connect(target) as first, connect(target) as second:
+        folders = [Path(c.execute("SELECT current_setting('temp_directory')").fetchone()[0]) for c in (first, second)]
+    assert folders[0] != folders[1]
+    assert all(folder.parent == SPILL_ROOT for folder in folders) and SPILL_ROOT.is_relative_to(tempfile.gettempdir())
 
 
 def test_any_command_takes_the_lake_and_says_when_it_is_empty(tmp_path):

@@ -23,6 +23,7 @@ import os
 import random
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
@@ -125,7 +126,7 @@ def open_lake(target: LakeTarget, read_only: bool = False) -> duckdb.DuckDBPyCon
         con.execute(f"USE {CATALOG}")
         con.execute(f"SET ducklake_max_retry_count = {COMMIT_RETRIES}")
         # an in-memory session spills beyond its memory cap into ./.tmp of whatever folder the
-        # process runs in (the repository, a pod's working dir); the system's temp dir instead
+        # process runs in (the repository, a pod's working dir); a folder of its own instead
         con.execute("SET temp_directory = ?", [str(spill_directory())])
     except duckdb.Error as exc:
         con.close()
@@ -140,9 +141,16 @@ def open_lake(target: LakeTarget, read_only: bool = False) -> duckdb.DuckDBPyCon
     return con
 
 
+SPILL_ROOT = Path(tempfile.gettempdir()) / "bemp-duckdb-spill"
+
+
 def spill_directory() -> Path:
-    """Where lake sessions spill what exceeds DuckDB's memory cap (DuckDB removes its files)."""
-    return Path(tempfile.gettempdir()) / "bemp-duckdb-spill"
+    """A new folder under SPILL_ROOT for one session's spill beyond DuckDB's memory cap. Each
+    session needs its own: DuckDB names its spill files alike in every session
+    (duckdb_temp_storage_DEFAULT-0.tmp) and deletes the folder it created when the session
+    closes, so two sessions sharing one would clobber or delete each other's files."""
+    SPILL_ROOT.mkdir(exist_ok=True)
+    return SPILL_ROOT / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
 def is_conflict(exc: BaseException) -> bool:
