@@ -202,10 +202,9 @@ def _insert_window(con: duckdb.DuckDBPyConnection, params: dict) -> tuple[int, s
 
 def _rewrite_window(con: duckdb.DuckDBPyConnection, params: dict) -> tuple[int, set[str], int, int]:
     """A window holding rows: the new rows compared with them per variable (_write_window)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _clean_new AS {NEW_ROWS}", params)
-    changed, deleted, inserted = _write_window(con, params["start"], params["end"])
-    rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
-    con.execute("DROP TABLE _clean_new")
+    with temp_table(con, "_clean_new", NEW_ROWS, params):
+        changed, deleted, inserted = _write_window(con, params["start"], params["end"])
+        rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
     return int(rows), changed, deleted, inserted
 
 

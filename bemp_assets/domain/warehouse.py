@@ -477,7 +477,7 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
 
 
 @contextmanager
-def temp_table(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: list | None = None) -> Iterator[str]:
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: list | dict | None = None) -> Iterator[str]:
     """Temp table ``name`` holding ``sql``'s rows while the block runs, dropped after it."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", params or [])
     try:
