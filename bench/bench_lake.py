@@ -26,7 +26,6 @@ import datetime
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from bemp_assets.cli import seed_sample  # noqa: E402
 from bemp_assets.domain.connection import connect  # noqa: E402
@@ -79,7 +79,6 @@ def same(a: dict[str, tuple], b: dict[str, tuple]) -> bool:
 
 def scale_files(args) -> list[Path]:
     """--scale: the monthly REACH exports of bench_pipeline.py's `--scale` mode; sets the range."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from bench_pipeline import SCALE_START, monthly_files
 
     first = datetime.date.fromisoformat(SCALE_START)
@@ -92,12 +91,10 @@ def fill_inbox(settings: Settings, files: list[Path]) -> None:
     if not files:
         seed_sample(settings)
         return
+    from bench_pipeline import link_into
+
     settings.inbox.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        try:
-            os.link(f, settings.inbox / f.name)
-        except OSError:
-            shutil.copy(f, settings.inbox / f.name)
+    link_into(settings.inbox, files)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_pipeline import monthly_files  # noqa: E402
+from bench_pipeline import link_into, monthly_files  # noqa: E402
 
 
 def one_day_runs(code: Path, files: list[Path], day: str, work: Path) -> dict:
@@ -48,11 +48,7 @@ def one_day_run(code: Path, files: list[Path], day: str, work: Path, fresh: bool
     home, dagster_home = work / "home", work / "dagster_home"
     (home / "inbox").mkdir(parents=True, exist_ok=not fresh)
     dagster_home.mkdir(exist_ok=not fresh)
-    for f in files:
-        try:
-            os.link(f, home / "inbox" / f.name)
-        except OSError:
-            shutil.copy(f, home / "inbox" / f.name)
+    link_into(home / "inbox", files)
     env = {**os.environ, "BEMP_HOME": str(home), "BEMP_CONFIG": str(ROOT / "data" / "config"),
            "BEMP_SAMPLE": str(ROOT / "data" / "sample"), "DAGSTER_HOME": str(dagster_home), "PYTHONPATH": str(code)}
     began = time.perf_counter()

@@ -390,6 +390,17 @@ def tree_rss_kib(root: int) -> int:
     return total
 
 
+def link_into(folder: Path, files: list[Path]) -> None:
+    """``files`` into ``folder`` (which exists): hard links where the file system allows (the
+    generated exports are GBs), copies otherwise."""
+    import shutil
+    for f in files:
+        try:
+            os.link(f, folder / f.name)
+        except OSError:
+            shutil.copy(f, folder / f.name)
+
+
 def bemp_run(folder: Path, files: list[Path]) -> dict:
     """`bemp run` over ``files`` on a fresh Dagster instance and warehouse under ``folder``:
     wall time, peak RSS of the process tree (sampled every 0.2 s), time in event writing."""
@@ -399,9 +410,7 @@ def bemp_run(folder: Path, files: list[Path]) -> dict:
         shutil.rmtree(d, ignore_errors=True)
     (home / "inbox").mkdir(parents=True)
     dagster_home.mkdir()
-    for f in files:
-        os.link(f, home / "inbox" / f.name) if f.stat().st_dev == (home / "inbox").stat().st_dev \
-            else shutil.copy(f, home / "inbox" / f.name)
+    link_into(home / "inbox", files)
     events = folder / "events.json"
     env = {**os.environ, "BEMP_HOME": str(home), "BEMP_CONFIG": str(ROOT / "data" / "config"),
            "BEMP_SAMPLE": str(ROOT / "data" / "sample"), "DAGSTER_HOME": str(dagster_home),
