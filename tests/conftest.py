@@ -44,8 +44,8 @@ def con(tmp_path):
     connection.close()
 
 
-def make_settings(home: Path) -> Settings:
-    return Settings.from_env({"BEMP_HOME": str(home), "BEMP_CONFIG": str(CONFIG_DIR), "BEMP_SAMPLE": str(SAMPLE)})
+def make_settings(home: Path, config_dir: Path = CONFIG_DIR) -> Settings:
+    return Settings.from_env({"BEMP_HOME": str(home), "BEMP_CONFIG": str(config_dir), "BEMP_SAMPLE": str(SAMPLE)})
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import shutil
 import tempfile
 import subprocess
 import sys
@@ -37,11 +36,10 @@ from bemp_assets import cli_models, cli_planner, cli_report
 from bemp_assets.cli import environment, reference_servers, run, seed_sample
 from bemp_assets.domain.connection import connect
 from bemp_assets.domain.snapshot import snapshot_path
-from bemp_assets.domain.settings import Settings
 from bemp_assets.lake_server import EmbeddedPostgres, lake_settings, write_instance
 
-from .conftest import CONFIG_DIR, REAL, SAMPLE, make_settings
-from .test_models import csv_hourly_energy
+from .conftest import REAL, make_settings
+from .test_models import csv_hourly_energy, write_models_yaml
 
 # the steel days hold 14 training days and a week of lags before the backtest (models.yaml below)
 STEEL_DAYS, REACH_DAYS, LIVE_DAYS = ("2018-02-26", "2018-03-26"), ("2016-10-29", "2016-11-02"), ("2016-03-01", "2016-03-02")
@@ -148,11 +146,6 @@ def upper_layers(settings, instance) -> list[int]:
             cli_planner.run(settings, instance=instance), cli_report.refresh(settings, instance=instance)]
 
 
-def scenario_settings(home, config_dir) -> Settings:
-    """make_settings with the scenario's configuration folder (the test-sized models.yaml)."""
-    return Settings.from_env({"BEMP_HOME": str(home), "BEMP_CONFIG": str(config_dir), "BEMP_SAMPLE": str(SAMPLE)})
-
-
 class Reader(threading.Thread):
     """A BI tool: counts raw.measurements on the lake again and again until told to stop."""
 
@@ -180,15 +173,13 @@ def postgres(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("config")
-    shutil.copytree(CONFIG_DIR, folder, dirs_exist_ok=True)
-    (folder / "models.yaml").write_text(MODELS_YAML, encoding="utf-8")
-    return folder
+    """The repository's configuration with the scenario's test-sized models.yaml."""
+    return write_models_yaml(tmp_path_factory.mktemp("scenario"), MODELS_YAML)
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory, config_dir):
-    settings = scenario_settings(tmp_path_factory.mktemp("file"), config_dir)
+    settings = make_settings(tmp_path_factory.mktemp("file"), config_dir)
     seed_sample(settings)
     with instance_for_test() as instance:
         for days in (STEEL_DAYS, REACH_DAYS):
@@ -201,7 +192,7 @@ def embedded(tmp_path_factory, config_dir):
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory, postgres, config_dir):
     home = tmp_path_factory.mktemp("lake")
-    settings = lake_settings(scenario_settings(home, config_dir), postgres, database="bemp_test")
+    settings = lake_settings(make_settings(home, config_dir), postgres, database="bemp_test")
     seed_sample(settings)
     dagster_home = write_instance(home / "dagster_home", postgres.url("dagster_test"))
     with environment({"DAGSTER_HOME": str(dagster_home)}):
