@@ -134,7 +134,7 @@ def add_readings(con, variable, frame, ingested_at):
     rows = frame.assign(variable_id=variable)
     con.register("_rows", rows)
     con.execute("INSERT INTO raw.measurements SELECT variable_id, ts, value, 'test.csv', NULL, ? FROM _rows", [ingested_at])
-    con.execute("INSERT INTO clean.measurements SELECT variable_id, ts, value, NULL, NULL FROM _rows")
+    con.execute("INSERT INTO clean.stored SELECT variable_id, ts, value, NULL, NULL FROM _rows")
     con.unregister("_rows")
 
 

@@ -79,7 +79,7 @@ def test_completeness_per_day_counts_from_first_reading(con, config, rules_ready
 
 def test_duplicates_in_clean_per_day(con, config, rules_ready):
     seed(con, "a.temperature", [0, 10], [1.0, 2.0])
-    con.execute("INSERT INTO clean.measurements VALUES ('a.temperature', ?, 1, NULL, NULL), ('a.temperature', ?, 1, NULL, NULL), "
+    con.execute("INSERT INTO clean.stored VALUES ('a.temperature', ?, 1, NULL, NULL), ('a.temperature', ?, 1, NULL, NULL), "
                 "('a.temperature', ?, 2, NULL, NULL)", [T0, T0, T0 + timedelta(days=1)])
     rules_ready()
     dup = outcome("duplicates", rules.duplicate_stats(con, "clean.measurements", T0, T0 + timedelta(days=2), "UTC"))

@@ -80,11 +80,15 @@ ROME, UTC = ZoneInfo("Europe/Rome"), timezone.utc
 
 
 def fingerprint(con) -> dict[str, tuple]:
-    """Per table of the warehouse: (rows, sum of the hashes of its rows' exact columns, sum of
-    each numeric column). Floating columns are summed, not hashed: an aggregate of doubles may
-    differ in its last bit with the order rows are scanned in (measured: 4e-16 relative)."""
+    """Per table and view of the warehouse (clean.measurements is a view): (rows, sum of the
+    hashes of its rows' exact columns, sum of each numeric column). Floating columns are summed,
+    not hashed: an aggregate of doubles may differ in its last bit with the order rows are
+    scanned in (measured: 4e-16 relative)."""
     tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
-                         "WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2").fetchall()
+                         "WHERE database_name = current_database() AND NOT temporary "
+                         "UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
+                         "WHERE database_name = current_database() AND NOT internal AND NOT temporary "
+                         "ORDER BY 1, 2").fetchall()
     return {f"{schema}.{table}": relation_print(con, f"{schema}.{table}") for schema, table in tables}
 
 
@@ -229,10 +233,10 @@ def test_every_table_equals_the_embedded_run(embedded, lake):
     differing.pop("meta.write_claims", None)
     assert differing == {}
     # and not vacuous: the layers hold the runs' data
-    for table in ("raw.measurements", "clean.measurements", "agg.hourly", "agg.daily", "raw.gateway_measurements",
-                  "raw.ipanel_charger_status", "meta.variables", "ops.installation_status", "kpi.energy_daily",
-                  "kpi.measures", "comfort.hourly", "planner.forecast", "ml.backtest_forecasts", "ml.models", "ml.backtests",
-                  "ml.forecasts", "ml.model_status"):
+    for table in ("raw.measurements", "clean.measurements", "clean.stored", "clean.passthrough", "agg.hourly",
+                  "agg.daily", "raw.gateway_measurements", "raw.ipanel_charger_status", "meta.variables",
+                  "ops.installation_status", "kpi.energy_daily", "kpi.measures", "comfort.hourly", "planner.forecast",
+                  "ml.backtest_forecasts", "ml.models", "ml.backtests", "ml.forecasts", "ml.model_status"):
         assert got[table][0] > 0, table
 
 
@@ -373,6 +377,25 @@ def test_each_lake_session_spills_into_a_temp_folder_of_its_own(postgres, tmp_pa
         folders = [Path(c.execute("SELECT current_setting('temp_directory')").fetchone()[0]) for c in (first, second)]
     assert folders[0] != folders[1]
     assert all(folder.parent == SPILL_ROOT for folder in folders) and SPILL_ROOT.is_relative_to(tempfile.gettempdir())
+
+
+def test_a_lake_whose_clean_was_a_table_keeps_its_rows(postgres, tmp_path):
+    """A lake created when clean.measurements was a table: prepare() renames it clean.stored in
+    the DuckLake catalog and creates the view, which shows the old rows."""
+    from bemp_assets.domain.warehouse import prepare
+
+    target = lake_settings(make_settings(tmp_path), postgres, database="bemp_old_clean").warehouse
+    rows = [("a.active_power", datetime(2016, 11, 1, 9, m, tzinfo=timezone.utc), m + 0.5) for m in range(3)]
+    with connect(target) as old:
+        old.execute("CREATE SCHEMA IF NOT EXISTS clean")
+        old.execute("CREATE TABLE clean.measurements (variable_id VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL, "
+                    "value DOUBLE NOT NULL, chain VARCHAR, chain_version VARCHAR)")
+        old.executemany("INSERT INTO clean.measurements VALUES (?, ?, ?, NULL, NULL)", rows)
+    with prepare(connect(target)) as con:
+        kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
+                                 "WHERE table_catalog = current_database() AND table_schema = 'clean'").fetchall())
+        assert kinds == {"measurements": "VIEW", "stored": "BASE TABLE", "passthrough": "BASE TABLE"}
+        assert con.execute("SELECT variable_id, ts, value FROM clean.measurements ORDER BY ts").fetchall() == rows
 
 
 def test_any_command_takes_the_lake_and_says_when_it_is_empty(tmp_path):

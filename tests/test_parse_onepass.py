@@ -98,7 +98,7 @@ def test_clean_into_an_empty_window_equals_a_rewrite(config, tmp_path):
         with prepare(duckdb.connect(str(tmp_path / f"{name}.duckdb"))) as con:
             ingest_files(con, [path], source, config, NOVEMBER, NOW, partition_range(config.site, NOW))
             if name == "again":  # a stale row of another variable in the window: the compared path
-                con.execute("INSERT INTO clean.measurements VALUES ('old.x', '2016-11-05 00:00:00+00', 1.0, NULL, NULL)")
+                con.execute("INSERT INTO clean.stored VALUES ('old.x', '2016-11-05 00:00:00+00', 1.0, NULL, NULL)")
             report = rebuild_clean(con, *NOVEMBER, chains, NOW)
             rows = con.execute("SELECT variable_id, strftime(ts, '%H:%M'), value FROM clean.measurements "
                                "ORDER BY variable_id, ts").fetchall()

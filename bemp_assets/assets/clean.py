@@ -54,7 +54,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
                 report = rebuild_clean(con, chunk_start, chunk_end, chains, datetime.now(timezone.utc))
                 total.merge(report)
                 context.log.info(f"clean [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {report.rows} rows, "
-                                 f"{report.inserted} written, {report.deleted} removed, "
+                                 f"{report.inserted} written, {report.deleted} removed, {report.passed_through} passed through, "
                                  f"{len(report.changed_variables)} variable(s) changed")
             metadata, _ = report_partitions(context, con, "clean.measurements", "ts")
             example = before_after(con, start, end, chains)
@@ -62,6 +62,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
         metadata.update({
             "run_rows_written": total.inserted,
             "run_rows_removed": total.deleted,
+            "run_rows_passed_through": total.passed_through,
             "variables_changed": MetadataValue.json(sorted(total.changed_variables)),
             "chains": MetadataValue.json(total.chains),
             "before_after": MetadataValue.md(example),

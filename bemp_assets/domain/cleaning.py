@@ -5,6 +5,12 @@ context on each side per variable (the last before the window, the first after i
 de-accumulation, gap spreading and set-point decisions at the window edges match what a
 run over the whole history would produce; results are then trimmed to the window.
 
+Only filtered rows are stored (clean.stored). A variable without a chain is clean as it came,
+so clean.measurements, a view, shows its raw readings over the spans clean has processed
+(clean.passthrough) instead of a copy: half the writes of a backfill (BENCHMARKS.md, issue 14).
+A reading raw revises inside such a span shows in clean at once; for a stored variable, when
+clean runs again (automation re-runs it after raw).
+
 The write is a diff, not a blind rewrite: rows whose (variable, ts, value, chain version) are
 unchanged stay untouched, so re-applying a changed chain rewrites only the variables it
 affects.
@@ -19,7 +25,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import holds_rows, registered, temp_table, upsert, write_transaction
+from .warehouse import PASSED_THROUGH, SPANS, STORED, holds_rows, registered, temp_table, upsert, write_transaction
 
 @dataclass
 class CleanReport:
@@ -27,12 +33,14 @@ class CleanReport:
     inserted: int = 0
     deleted: int = 0
     changed_variables: set[str] = field(default_factory=set)
+    passed_through: int = 0   # raw readings clean.measurements shows as they are (no chain)
     chains: dict[str, dict] = field(default_factory=dict)
 
     def merge(self, other: "CleanReport") -> None:
         self.rows += other.rows
         self.inserted += other.inserted
         self.deleted += other.deleted
+        self.passed_through += other.passed_through
         self.changed_variables |= other.changed_variables
         for name, info in other.chains.items():
             mine = self.chains.setdefault(name, {"version": info["version"], "variables": info["variables"], "filters": []})
@@ -148,12 +156,14 @@ def _profiles(assignment: dict[str, FilterChain | None], variables: pd.DataFrame
 
 def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,
                   chains: list[FilterChain], now: datetime) -> CleanReport:
-    """Recompute clean.measurements for [start, end) and rewrite only variables that changed.
+    """Recompute clean for [start, end), rewriting only variables that changed.
 
-    Variables without a chain are copied from raw in SQL; the others go through their chain
-    in pandas, chain by chain, vectorised over BATCH_ROWS readings of its variables at a time;
-    their rows are gathered in a temp table (DuckDB's: it spills under the memory cap) until
-    the window is written, in one transaction.
+    A variable without a chain is not copied: clean.measurements is a view that shows its raw
+    readings over the spans clean has processed (clean.passthrough), so its window costs one
+    span update instead of a copy of every reading. The others go through their chain in
+    pandas, chain by chain, vectorised over BATCH_ROWS readings of its variables at a time;
+    their rows are gathered in a temp table (DuckDB's: it spills under the memory cap) and
+    written to clean.stored with the spans, in one transaction.
     """
     variables = con.execute(
         "SELECT variable_id, device, parameter, category, kind, expected_interval_s FROM meta.variables").df()
@@ -161,83 +171,128 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     by_variable = variables.set_index("variable_id")
     groups = _chain_groups(assignment)
     chain_ids = [v for _, ids in groups.values() for v in ids]
-    report, params = CleanReport(), {"start": start, "end": end, "ids": chain_ids}
+    params = {"start": start, "end": end, "chained": chain_ids,
+              "unchained": sorted(v for v, chain in assignment.items() if chain is None)}
+    report = CleanReport()
 
-    def write(con: duckdb.DuckDBPyConnection) -> tuple[int, set[str], int, int]:
-        written = (_rewrite_window if holds_rows(con, "clean.measurements", start, end) else _insert_window)(con, params)
+    def write(con: duckdb.DuckDBPyConnection) -> tuple[int, set[str], int, int, int]:
+        window = {"start": start, "end": end}
+        stored = _rewrite_stored if holds_rows(con, STORED, start, end) else _insert_stored
+        changed, deleted, inserted = stored(con, window)
+        changed |= _pass_through(con, params)
         # rows that changed are replaced, new ones inserted, equal ones not written: no key is
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
-        return written
-    with temp_table(con, FILTERED, f"SELECT {CLEAN_COLUMNS} FROM clean.measurements LIMIT 0"):
+        rows, passed = _window_rows(con, window)
+        return rows, changed, deleted, inserted, passed
+    with temp_table(con, FILTERED, f"SELECT {CLEAN_COLUMNS} FROM {STORED} LIMIT 0"):
         if chain_ids:
             counts, context = _window_counts(con, start, end), _context(con, start, end, chain_ids)
             for name, (chain, ids) in groups.items():
                 report.chains[name] = _filter_chain(con, start, end, chain, ids, by_variable, counts, context)
         with registered(con, profiles=_profiles(assignment, by_variable, now)):
-            report.rows, report.changed_variables, report.deleted, report.inserted = write_transaction(
-                con, write, what="write clean.measurements")
+            (report.rows, report.changed_variables, report.deleted, report.inserted,
+             report.passed_through) = write_transaction(con, write, what="write clean")
     return report
 
 
 CLEAN_COLUMNS = "variable_id, ts, value, chain, chain_version"
-# the window's clean rows ($ids: the chained variables; FILTERED: their rows)
-NEW_ROWS = """
-    SELECT m.variable_id, m.ts, m.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
-    FROM raw.measurements m ANTI JOIN (SELECT unnest($ids::VARCHAR[]) AS variable_id) USING (variable_id)  -- as read
-    WHERE m.ts >= $start AND m.ts < $end
-    UNION ALL
-    SELECT variable_id, ts, value, chain, chain_version FROM _clean_filtered
-"""
 
 
-def _insert_window(con: duckdb.DuckDBPyConnection, params: dict) -> tuple[int, set[str], int, int]:
-    """An empty window (a first run or a backfill): every variable is new, its rows inserted
-    without comparing. Returns (rows, variables written, deleted, inserted)."""
-    inserted = con.execute(f"INSERT INTO clean.measurements ({CLEAN_COLUMNS}) {NEW_ROWS}", params).fetchone()[0]
-    changed = {v for (v,) in con.execute("SELECT DISTINCT variable_id FROM clean.measurements WHERE ts >= $start "
-                                         "AND ts < $end", {"start": params["start"], "end": params["end"]}).fetchall()}
-    return int(inserted), changed, 0, int(inserted)
+def _window_rows(con: duckdb.DuckDBPyConnection, window: dict) -> tuple[int, int]:
+    """(clean rows in the window, of which raw readings passed through)."""
+    kept, passed = con.execute(f"""
+        SELECT (SELECT count(*) FROM {STORED} WHERE ts >= $start AND ts < $end),
+               (SELECT count(*) FROM ({PASSED_THROUGH}) WHERE ts >= $start AND ts < $end)""", window).fetchone()
+    return int(kept + passed), int(passed)
 
 
-def _rewrite_window(con: duckdb.DuckDBPyConnection, params: dict) -> tuple[int, set[str], int, int]:
-    """A window holding rows: the new rows compared with them per variable (_write_window)."""
-    with temp_table(con, "_clean_new", NEW_ROWS, params):
-        changed, deleted, inserted = _write_window(con, params["start"], params["end"])
-        rows = con.execute("SELECT count(*) FROM _clean_new").fetchone()[0]
-    return int(rows), changed, deleted, inserted
+def _insert_stored(con: duckdb.DuckDBPyConnection, window: dict) -> tuple[set[str], int, int]:
+    """clean.stored holding nothing in the window (a first run, a backfill): the chained
+    variables' rows are inserted without comparing. Returns (variables written, deleted, inserted)."""
+    inserted = con.execute(f"INSERT INTO {STORED} ({CLEAN_COLUMNS}) SELECT {CLEAN_COLUMNS} FROM {FILTERED}").fetchone()[0]
+    changed = {v for (v,) in con.execute(f"SELECT DISTINCT variable_id FROM {FILTERED}").fetchall()}
+    return changed, 0, int(inserted)
 
 
-def _write_window(con, start: datetime, end: datetime) -> tuple[set[str], int, int]:
-    """Make clean's window equal ``_clean_new``, rewriting only variables whose rows differ;
+def _rewrite_stored(con: duckdb.DuckDBPyConnection, window: dict) -> tuple[set[str], int, int]:
+    """Make clean.stored's window equal FILTERED, rewriting only variables whose rows differ
+    (a variable no longer chained loses its stored rows: the spans show its raw readings);
     return those variables and the rows deleted and inserted.
 
     A variable's rows are compared by count and an order-independent fingerprint
     (sum of hash(ts, value, chain, chain_version)); an unchanged variable is not touched at all.
-    """
-    params = {"start": start, "end": end}
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _changed AS
+    ``window``: FILTERED's start and end."""
+    with temp_table(con, "_changed", f"""
         WITH old AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain, chain_version)) AS h
-                     FROM clean.measurements WHERE ts >= $start AND ts < $end GROUP BY ALL),
+                     FROM {STORED} WHERE ts >= $start AND ts < $end GROUP BY ALL),
              new AS (SELECT variable_id, count(*) AS n, sum(hash(ts, value, chain, chain_version)) AS h
-                     FROM _clean_new GROUP BY ALL)
+                     FROM {FILTERED} GROUP BY ALL)
         SELECT variable_id FROM old FULL JOIN new USING (variable_id)
         WHERE old.n IS DISTINCT FROM new.n OR old.h IS DISTINCT FROM new.h
-    """, params)
-    changed = {v for (v,) in con.execute("SELECT variable_id FROM _changed").fetchall()}
-    deleted = inserted = 0
-    if changed:
-        deleted = con.execute("""
-            DELETE FROM clean.measurements
-            WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT variable_id FROM _changed)
-        """, params).fetchone()[0]
-        inserted = con.execute(f"""
-            INSERT INTO clean.measurements ({CLEAN_COLUMNS})
-            SELECT * FROM _clean_new SEMI JOIN _changed USING (variable_id)
-        """).fetchone()[0]
-    con.execute("DROP TABLE _changed")
+    """, window):
+        changed = {v for (v,) in con.execute("SELECT variable_id FROM _changed").fetchall()}
+        if not changed:
+            return changed, 0, 0
+        deleted = con.execute(f"DELETE FROM {STORED} WHERE ts >= $start AND ts < $end "
+                              "AND variable_id IN (SELECT variable_id FROM _changed)", window).fetchone()[0]
+        inserted = con.execute(f"INSERT INTO {STORED} ({CLEAN_COLUMNS}) "
+                               f"SELECT {CLEAN_COLUMNS} FROM {FILTERED} SEMI JOIN _changed USING (variable_id)").fetchone()[0]
     return changed, int(deleted), int(inserted)
+
+
+# clean.passthrough after a window: the unchained variables ($adding) gain [$start, $end), merged
+# with their spans that overlap or touch it; the chained ones ($removing) keep what lies outside it
+SPANS_AFTER = f"""
+    WITH spans AS (
+        SELECT variable_id, start_ts, end_ts FROM {SPANS} WHERE variable_id IN (SELECT unnest($adding::VARCHAR[]))
+        UNION ALL
+        SELECT unnest($adding::VARCHAR[]) AS variable_id, $start::TIMESTAMPTZ AS start_ts, $end::TIMESTAMPTZ AS end_ts
+    ), reached AS (
+        SELECT *, max(end_ts) OVER (PARTITION BY variable_id ORDER BY start_ts, end_ts
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
+        FROM spans
+    ), islands AS (
+        SELECT *, sum(CASE WHEN reached >= start_ts THEN 0 ELSE 1 END)
+                      OVER (PARTITION BY variable_id ORDER BY start_ts, end_ts ROWS UNBOUNDED PRECEDING) AS island
+        FROM reached
+    )
+    SELECT variable_id, min(start_ts) AS start_ts, max(end_ts) AS end_ts FROM islands GROUP BY variable_id, island
+    UNION ALL
+    SELECT variable_id, start_ts, least(end_ts, $start) FROM {SPANS}
+    WHERE variable_id IN (SELECT unnest($removing::VARCHAR[])) AND start_ts < $start
+    UNION ALL
+    SELECT variable_id, greatest(start_ts, $end), end_ts FROM {SPANS}
+    WHERE variable_id IN (SELECT unnest($removing::VARCHAR[])) AND end_ts > $end
+"""
+
+
+def _pass_through(con: duckdb.DuckDBPyConnection, params: dict) -> set[str]:
+    """Let clean.measurements show the window's raw readings of the unchained variables and stop
+    showing those of the chained ones (their rows are in clean.stored now): their spans in
+    clean.passthrough are rewritten, and only when the window changes them (a re-run writes
+    nothing). A variable gains the window only where raw holds a reading of it, as a copy would
+    have held it: the spans then depend on the data, not on which variables a run knew.
+    Returns the unchained variables whose readings in the window were not shown before."""
+    window = {"start": params["start"], "end": params["end"]}
+    adding = [v for (v,) in con.execute(f"""
+        SELECT u.variable_id FROM (
+            SELECT DISTINCT variable_id FROM raw.measurements
+            WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT unnest($ids::VARCHAR[]))
+        ) u ANTI JOIN {SPANS} p ON p.variable_id = u.variable_id AND p.start_ts <= $start AND p.end_ts >= $end
+        ORDER BY 1
+    """, {**window, "ids": params["unchained"]}).fetchall()]
+    removing = [v for (v,) in con.execute(f"""
+        SELECT DISTINCT variable_id FROM {SPANS}
+        WHERE variable_id IN (SELECT unnest($ids::VARCHAR[])) AND start_ts < $end AND end_ts > $start
+    """, {**window, "ids": params["chained"]}).fetchall()]
+    if not adding and not removing:
+        return set()
+    with temp_table(con, "_spans", SPANS_AFTER, {**window, "adding": adding, "removing": removing}):
+        con.execute(f"DELETE FROM {SPANS} WHERE variable_id IN (SELECT unnest($ids::VARCHAR[]))",
+                    {"ids": adding + removing})
+        con.execute(f"INSERT INTO {SPANS} SELECT variable_id, start_ts, end_ts FROM _spans")
+    return set(adding)
 
 
 def before_after(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime,

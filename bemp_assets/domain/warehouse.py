@@ -29,6 +29,12 @@ T = TypeVar("T")
 
 SCHEMAS = ("meta", "raw", "clean", "agg", "ops")
 
+STORED, SPANS = "clean.stored", "clean.passthrough"
+# the raw readings clean.measurements shows as they are: unfiltered variables, inside their spans
+PASSED_THROUGH = """SELECT r.variable_id, r.ts, r.value, NULL::VARCHAR AS chain, NULL::VARCHAR AS chain_version
+FROM raw.measurements r SEMI JOIN clean.passthrough p
+    ON p.variable_id = r.variable_id AND r.ts >= p.start_ts AND r.ts < p.end_ts"""
+
 DDL = """
 CREATE SCHEMA IF NOT EXISTS meta;
 CREATE SCHEMA IF NOT EXISTS raw;
@@ -77,7 +83,9 @@ CREATE TABLE IF NOT EXISTS raw.rejects (
     reason VARCHAR NOT NULL,
     rejected_at TIMESTAMPTZ NOT NULL  -- one row per (source_file, file_sha256, line, field): store_rejects()
 );
-CREATE TABLE IF NOT EXISTS clean.measurements (
+-- clean rows a filter chain wrote (and, in warehouses from before clean.measurements became a
+-- view, the copies of unfiltered readings made then: prepare() renamed that table to this one)
+CREATE TABLE IF NOT EXISTS clean.stored (
     variable_id VARCHAR NOT NULL,
     ts TIMESTAMPTZ NOT NULL,
     value DOUBLE NOT NULL,
@@ -85,8 +93,12 @@ CREATE TABLE IF NOT EXISTS clean.measurements (
     chain_version VARCHAR
 );
 -- warehouses created before filter chains existed gain the columns in place
-ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain VARCHAR;
-ALTER TABLE clean.measurements ADD COLUMN IF NOT EXISTS chain_version VARCHAR;
+ALTER TABLE clean.stored ADD COLUMN IF NOT EXISTS chain VARCHAR;
+ALTER TABLE clean.stored ADD COLUMN IF NOT EXISTS chain_version VARCHAR;
+-- per unfiltered variable, the spans [start_ts, end_ts) clean has processed: raw shown as clean
+CREATE TABLE IF NOT EXISTS clean.passthrough (
+    variable_id VARCHAR NOT NULL, start_ts TIMESTAMPTZ NOT NULL, end_ts TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta.clean_variables (
     variable_id VARCHAR NOT NULL,   -- unique: written by upsert()
     chain VARCHAR,
@@ -141,6 +153,11 @@ _AGG_STATS = "mean DOUBLE, min DOUBLE, max DOUBLE, sum DOUBLE, n INTEGER NOT NUL
 DDL += f"""
 CREATE TABLE IF NOT EXISTS agg.hourly (variable_id VARCHAR NOT NULL, hour TIMESTAMPTZ NOT NULL, {_AGG_STATS});
 CREATE TABLE IF NOT EXISTS agg.daily (variable_id VARCHAR NOT NULL, day DATE NOT NULL, {_AGG_STATS});
+-- what readers of clean see: the stored rows and the raw readings passed through (cleaning.py)
+CREATE OR REPLACE VIEW clean.measurements AS
+SELECT variable_id, ts, value, chain, chain_version FROM clean.stored
+UNION ALL
+{PASSED_THROUGH};
 """
 
 
@@ -167,12 +184,25 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
                              f"or none for DuckDB's default ({exc})") from None
     ddl, version = schema_ddl()
     if stored_schema_version(con) != version:
+        keep_clean_table(con)
         con.execute(ddl)
         drop_enforced_keys(con, DDL + _module_ddl()[0])
         with transaction(con):
             con.execute("DELETE FROM meta.schema_version")
             con.execute("INSERT INTO meta.schema_version VALUES (?, now())", [version])
     return con
+
+
+def keep_clean_table(con: duckdb.DuckDBPyConnection) -> bool:
+    """A warehouse from before clean.measurements became a view keeps its rows: the table is
+    renamed clean.stored, which the view shows, and a window clean runs again trades its
+    copies of unfiltered readings for a span (cleaning.py). Returns whether it renamed."""
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database() "
+                       "AND table_schema = 'clean' AND table_name = 'measurements'").fetchone()
+    if kind is None or kind[0] != "BASE TABLE":
+        return False
+    con.execute("ALTER TABLE clean.measurements RENAME TO stored")
+    return True
 
 
 # DuckDB's memory per warehouse database unless BEMP_DUCKDB_MEMORY_LIMIT says otherwise
