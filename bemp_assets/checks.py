@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import duckdb
+import pandas as pd
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
@@ -111,17 +112,28 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
 
 
 def _outcome(con, config: BempConfig, name: str, start, end, tz: str, as_of: datetime, variables: list[str]) -> RuleOutcome:
+    """Rule ``name`` over [start, end), its statistics computed a chunk of days at a time
+    (``rules.day_chunks``): memory and time per chunk do not grow with the run's length."""
+    frames = [_chunk_stats(con, config, name, chunk, start, tz, as_of, variables)
+              for chunk in rules.day_chunks(start, end, tz)]
+    stats = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    stats = stats.sort_values(["variable_id", "day"], kind="stable", ignore_index=True)  # as one pass orders them
+    return rules.evaluate(name, stats, upper_bound=name != "completeness")
+
+
+def _chunk_stats(con, config: BempConfig, name: str, chunk: tuple[datetime, datetime], run_start: datetime,
+                 tz: str, as_of: datetime, variables: list[str]) -> pd.DataFrame:
+    """Rule ``name``'s per variable-day statistics over one chunk of the run; a chunk's first
+    readings are compared with the previous ones of the run, as in one pass."""
     if name == "correctness":
-        stats = rules.correctness_stats(con, start, end, tz, variables, config.commissioning.reset_fraction)
-    elif name == "frequency":
-        stats = rules.frequency_stats(con, start, end, tz, variables)
-    elif name == "freshness":
-        stats = rules.freshness_stats(con, start, end, tz, as_of, variables)
-    elif name == "duplicates":
-        stats = rules.duplicate_stats(con, "clean.measurements", start, end, tz)
-    else:
-        return rules.evaluate(name, rules.completeness_stats(con, start, end, tz, variables), upper_bound=False)
-    return rules.evaluate(name, stats, upper_bound=True)
+        return rules.correctness_stats(con, *chunk, tz, variables, config.commissioning.reset_fraction, run_start)
+    if name == "frequency":
+        return rules.frequency_stats(con, *chunk, tz, variables, run_start)
+    if name == "freshness":
+        return rules.freshness_stats(con, *chunk, tz, as_of, variables)
+    if name == "duplicates":
+        return rules.duplicate_stats(con, "clean.measurements", *chunk, tz)
+    return rules.completeness_stats(con, *chunk, tz, variables)
 
 
 def _log(context: AssetExecutionContext, outcome: RuleOutcome, days: int, labels: dict[str, str]) -> None:

@@ -288,3 +288,45 @@ def test_heat_map_leaves_out_stretches_a_source_was_out_of_service():
     kept, gaps = drop_out_of_service(matrix)
     assert gaps == [(days[25], days[69])]
     assert list(kept.columns) == days[:25] + days[70:]
+
+
+def test_rules_judged_a_chunk_at_a_time_equal_one_pass(con, config, rules_ready):
+    """Ten days judged in chunks of 3 (as a year is judged 31 days at a time) give the rows one
+    pass gives, including at the cuts: a counter glitch at the first reading of a chunk (compared
+    with the previous chunk's last reading), a step spanning a cut, and freshness of a silent
+    day after a cut (its newest reading lies in the chunk before)."""
+    hours = [h * 60 for h in range(10 * 24)]
+    silent = set(range(5 * 24, 7 * 24))  # days 6 and 7: nothing
+    seed(con, "m.active_energy", [m for m in hours if m // 60 not in silent],
+         [1000.0 + i - (5 if m == 3 * 24 * 60 else 0) for i, m in enumerate(m for m in hours if m // 60 not in silent)],
+         kind="cumulative", interval_s=3600, parameter="active_energy")
+    seed(con, "room.temperature", [m for m in hours if not 71 <= m // 60 <= 73], [20.0] * (len(hours) - 3),
+         interval_s=3600)
+    rules_ready()
+    rules.register_life(con, "UTC")
+    start, end, variables = T0, T0 + timedelta(days=10), ["m.active_energy", "room.temperature"]
+    assert [c[0].day for c in rules.day_chunks(start, end, "UTC", days=3)] == [1, 4, 7, 10]
+
+    def judged(days):
+        frames = {"correctness": [], "frequency": [], "freshness": [], "completeness": []}
+        for chunk in rules.day_chunks(start, end, "UTC", days=days):
+            frames["correctness"].append(rules.correctness_stats(con, *chunk, "UTC", variables, 0.1, start))
+            frames["frequency"].append(rules.frequency_stats(con, *chunk, "UTC", variables, start))
+            frames["freshness"].append(rules.freshness_stats(con, *chunk, "UTC", end, variables))
+            frames["completeness"].append(rules.completeness_stats(con, *chunk, "UTC", variables))
+        return {rule: pd.concat(parts).sort_values(["variable_id", "day"], ignore_index=True)
+                for rule, parts in frames.items()}
+
+    chunked, whole = judged(3), judged(1000)
+    for rule in whole:
+        pd.testing.assert_frame_equal(chunked[rule], whole[rule], check_dtype=False)
+    correctness = whole["correctness"].set_index(["variable_id", "day"])["observed"]
+    # the counter drops by 4 at 2021-03-04 00:00, the first reading of the second chunk
+    assert correctness[("m.active_energy", pd.Timestamp("2021-03-04"))] == 1
+    assert correctness.sum() == 1
+    frequency = whole["frequency"].set_index(["variable_id", "day"])["median_interval_s"]
+    # 71:00 -> 74:00 crosses the cut at 72:00: the day of 74:00 keeps hourly steps and one of 3 h
+    assert frequency[("room.temperature", pd.Timestamp("2021-03-04"))] == 3600
+    fresh = whole["freshness"].set_index(["variable_id", "day"])["observed"]
+    # day 7 (after the cut at day 7 00:00) is silent: its newest reading is day 5's 23:00
+    assert fresh[("m.active_energy", pd.Timestamp("2021-03-07"))] == (2 * 24 + 1) * 3600

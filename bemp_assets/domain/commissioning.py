@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
@@ -170,40 +171,74 @@ def _life_days(con, start: datetime, end: datetime, tz: str, variables: list[str
 
 
 # ------------------------------------------------------------------ statistics (DuckDB)
-def correctness_stats(con, start: datetime, end: datetime, tz: str, variables: list[str], reset_fraction: float) -> pd.DataFrame:
+# days of a run judged by one statement: a year of 100 meters at one sample a minute judged in
+# one pass sorted 52 M readings under the memory cap (20-35 s a rule; BENCHMARKS.md, issue 14)
+CHUNK_DAYS = 31
+
+
+def day_chunks(start: datetime, end: datetime, tz: str, days: int = CHUNK_DAYS) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at every ``days``-th site-local midnight after ``start``: each chunk
+    holds whole local days, so a per-day statistic never straddles two chunks."""
+    zone = ZoneInfo(tz)
+    first = start.astimezone(zone).date()
+    cuts, step = [start], 1
+    while cuts[-1] < end:
+        midnight = datetime.combine(first + timedelta(days=days * step), time(), zone).astimezone(timezone.utc)
+        cuts.append(min(end, midnight))
+        step += 1
+    return list(zip(cuts, cuts[1:])) or [(start, end)]
+
+# the readings (variable_id, ts, value) of $variables in [$start, $end), plus each variable's last
+# one in [$context_from, $start), whose row a window function may use as the previous reading
+# (the caller keeps only ts >= $start): a chunk of a longer run then judges its first readings
+# as one pass over the run would
+READINGS_WITH_PREVIOUS = """
+    SELECT variable_id, ts, value FROM raw.measurements
+    WHERE list_contains($variables, variable_id) AND ts >= $start AND ts < $end
+    UNION ALL
+    SELECT variable_id, max(ts) AS ts, arg_max(value, ts) AS value FROM raw.measurements
+    WHERE list_contains($variables, variable_id) AND ts >= $context_from AND ts < $start GROUP BY variable_id"""
+
+
+def correctness_stats(con, start: datetime, end: datetime, tz: str, variables: list[str], reset_fraction: float,
+                      context_from: datetime | None = None) -> pd.DataFrame:
     """Per variable and local day: readings outside the physical range, and counter decreases
-    that are not resets (a reset drops below ``reset_fraction`` of the previous reading)."""
-    return con.execute("""
+    that are not resets (a reset drops below ``reset_fraction`` of the previous reading).
+    ``context_from``: the previous reading of a variable's first one may date from then on
+    (a chunk of a longer run: its first reading is compared as in one pass over the run)."""
+    return con.execute(f"""
         WITH r AS (
             SELECT m.variable_id, m.ts, m.value, u.kind, u.min, u.max,
                    lag(m.value) OVER (PARTITION BY m.variable_id ORDER BY m.ts) AS previous
-            FROM raw.measurements m JOIN _rules u USING (variable_id)
-            WHERE m.ts >= $start AND m.ts < $end AND list_contains($variables, m.variable_id)
+            FROM ({READINGS_WITH_PREVIOUS}) m JOIN _rules u USING (variable_id)
         )
         SELECT variable_id, timezone($tz, ts)::DATE AS day,
                count(*) FILTER (WHERE value < min OR value > max)
                  + count(*) FILTER (WHERE kind = 'cumulative' AND value < previous AND value >= $fraction * previous) AS observed,
                0 AS threshold, count(*) AS n,
                min(value) AS lowest, max(value) AS highest, any_value(min) AS range_min, any_value(max) AS range_max
-        FROM r GROUP BY ALL ORDER BY variable_id, day
-    """, {"start": start, "end": end, "tz": tz, "variables": variables, "fraction": reset_fraction}).df()
+        FROM r WHERE ts >= $start GROUP BY ALL ORDER BY variable_id, day
+    """, {"start": start, "end": end, "tz": tz, "variables": variables, "fraction": reset_fraction,
+          "context_from": context_from or start}).df()
 
 
-def frequency_stats(con, start: datetime, end: datetime, tz: str, variables: list[str]) -> pd.DataFrame:
+def frequency_stats(con, start: datetime, end: datetime, tz: str, variables: list[str],
+                    context_from: datetime | None = None) -> pd.DataFrame:
     """Per variable and local day: relative deviation of the median sampling interval from the
-    expected one (a step belongs to the day of its later reading)."""
-    return con.execute("""
+    expected one (a step belongs to the day of its later reading). ``context_from`` as for
+    :func:`correctness_stats`."""
+    return con.execute(f"""
         WITH gaps AS (
             SELECT variable_id, ts, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY variable_id ORDER BY ts)) AS step
-            FROM raw.measurements WHERE ts >= $start AND ts < $end AND list_contains($variables, variable_id)
+            FROM ({READINGS_WITH_PREVIOUS})
         )
         SELECT g.variable_id, timezone($tz, g.ts)::DATE AS day,
                abs(median(g.step) / any_value(u.interval_s) - 1) AS observed,
                any_value(u.frequency_tolerance) AS threshold,
                median(g.step) AS median_interval_s, any_value(u.interval_s) AS expected_interval_s
         FROM gaps g JOIN _rules u USING (variable_id)
-        WHERE g.step IS NOT NULL GROUP BY ALL ORDER BY g.variable_id, day
-    """, {"start": start, "end": end, "tz": tz, "variables": variables}).df()
+        WHERE g.step IS NOT NULL AND g.ts >= $start GROUP BY ALL ORDER BY g.variable_id, day
+    """, {"start": start, "end": end, "tz": tz, "variables": variables, "context_from": context_from or start}).df()
 
 
 def completeness_stats(con, start: datetime, end: datetime, tz: str, variables: list[str]) -> pd.DataFrame:
@@ -261,8 +296,12 @@ def freshness_stats(con, start: datetime, end: datetime, tz: str, as_of: datetim
         WITH days AS (
             SELECT *, least($as_of::TIMESTAMPTZ, day_end) AS at FROM _life_days WHERE day_start < $as_of::TIMESTAMPTZ
         ),
-        readings AS (
-            SELECT variable_id, ts FROM raw.measurements WHERE ts < $end AND list_contains($variables, variable_id)
+        readings AS (  -- the window's, and the last before it: all an as-of match can pick
+            SELECT variable_id, ts FROM raw.measurements
+            WHERE ts >= $start AND ts < $end AND list_contains($variables, variable_id)
+            UNION ALL
+            SELECT variable_id, max(ts) FROM raw.measurements
+            WHERE ts < $start AND list_contains($variables, variable_id) GROUP BY variable_id
         )
         SELECT d.variable_id, d.day,
                epoch(d.at) - epoch(coalesce(r.ts, timezone($tz, d.first_day::TIMESTAMP))) AS observed,
@@ -270,7 +309,7 @@ def freshness_stats(con, start: datetime, end: datetime, tz: str, as_of: datetim
         FROM days d ASOF LEFT JOIN readings r ON d.variable_id = r.variable_id AND d.at > r.ts
         JOIN _rules u ON u.variable_id = d.variable_id
         ORDER BY d.variable_id, d.day
-    """, {"end": end, "tz": tz, "as_of": as_of, "variables": variables}).df()
+    """, {"start": start, "end": end, "tz": tz, "as_of": as_of, "variables": variables}).df()
 
 
 # ------------------------------------------------------------------ decisions (Great Expectations)
