@@ -25,7 +25,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import PASSED_THROUGH, SPANS, STORED, holds_rows, registered, temp_table, upsert, write_transaction
+from .warehouse import SPANS, STORED, holds_rows, registered, temp_table, upsert, write_transaction
 
 @dataclass
 class CleanReport:
@@ -171,23 +171,25 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     by_variable = variables.set_index("variable_id")
     groups = _chain_groups(assignment)
     chain_ids = [v for _, ids in groups.values() for v in ids]
-    params = {"start": start, "end": end, "chained": chain_ids,
-              "unchained": sorted(v for v, chain in assignment.items() if chain is None)}
+    counts = _window_counts(con, start, end)
+    # the unchained variables with readings in the window: they pass through it
+    passing = sorted(v for v, chain in assignment.items() if chain is None and counts.get(v))
     report = CleanReport()
 
     def write(con: duckdb.DuckDBPyConnection) -> tuple[int, set[str], int, int, int]:
         window = {"start": start, "end": end}
         stored = _rewrite_stored if holds_rows(con, STORED, start, end) else _insert_stored
         changed, deleted, inserted = stored(con, window)
-        changed |= _pass_through(con, params)
+        changed |= _pass_through(con, window, passing, chain_ids)
         # rows that changed are replaced, new ones inserted, equal ones not written: no key is
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
-        rows, passed = _window_rows(con, window)
-        return rows, changed, deleted, inserted, passed
+        # the window now stores FILTERED's rows and shows every reading of the passing variables
+        passed = sum(counts[v] for v in passing)
+        return con.execute(f"SELECT count(*) FROM {FILTERED}").fetchone()[0] + passed, changed, deleted, inserted, passed
     with temp_table(con, FILTERED, f"SELECT {CLEAN_COLUMNS} FROM {STORED} LIMIT 0"):
         if chain_ids:
-            counts, context = _window_counts(con, start, end), _context(con, start, end, chain_ids)
+            context = _context(con, start, end, chain_ids)
             for name, (chain, ids) in groups.items():
                 report.chains[name] = _filter_chain(con, start, end, chain, ids, by_variable, counts, context)
         with registered(con, profiles=_profiles(assignment, by_variable, now)):
@@ -197,14 +199,6 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
 
 
 CLEAN_COLUMNS = "variable_id, ts, value, chain, chain_version"
-
-
-def _window_rows(con: duckdb.DuckDBPyConnection, window: dict) -> tuple[int, int]:
-    """(clean rows in the window, of which raw readings passed through)."""
-    kept, passed = con.execute(f"""
-        SELECT (SELECT count(*) FROM {STORED} WHERE ts >= $start AND ts < $end),
-               (SELECT count(*) FROM ({PASSED_THROUGH}) WHERE ts >= $start AND ts < $end)""", window).fetchone()
-    return int(kept + passed), int(passed)
 
 
 def _insert_stored(con: duckdb.DuckDBPyConnection, window: dict) -> tuple[set[str], int, int]:
@@ -267,25 +261,23 @@ SPANS_AFTER = f"""
 """
 
 
-def _pass_through(con: duckdb.DuckDBPyConnection, params: dict) -> set[str]:
-    """Let clean.measurements show the window's raw readings of the unchained variables and stop
-    showing those of the chained ones (their rows are in clean.stored now): their spans in
-    clean.passthrough are rewritten, and only when the window changes them (a re-run writes
-    nothing). A variable gains the window only where raw holds a reading of it, as a copy would
-    have held it: the spans then depend on the data, not on which variables a run knew.
-    Returns the unchained variables whose readings in the window were not shown before."""
-    window = {"start": params["start"], "end": params["end"]}
+def _pass_through(con: duckdb.DuckDBPyConnection, window: dict, passing: list[str], chained: list[str]) -> set[str]:
+    """Let clean.measurements show the window's raw readings of the ``passing`` variables
+    (unchained, with readings in the window) and stop showing those of the ``chained`` ones
+    (their rows are in clean.stored now): their spans in clean.passthrough are rewritten, and
+    only when the window changes them (a re-run writes nothing). A variable gains the window
+    only where raw holds a reading of it, as a copy would have held it: the spans then depend
+    on the data, not on which variables a run knew. Returns the passing variables whose
+    readings in the window were not shown before."""
     adding = [v for (v,) in con.execute(f"""
-        SELECT u.variable_id FROM (
-            SELECT DISTINCT variable_id FROM raw.measurements
-            WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT unnest($ids::VARCHAR[]))
-        ) u ANTI JOIN {SPANS} p ON p.variable_id = u.variable_id AND p.start_ts <= $start AND p.end_ts >= $end
+        SELECT u.variable_id FROM (SELECT unnest($ids::VARCHAR[]) AS variable_id) u
+        ANTI JOIN {SPANS} p ON p.variable_id = u.variable_id AND p.start_ts <= $start AND p.end_ts >= $end
         ORDER BY 1
-    """, {**window, "ids": params["unchained"]}).fetchall()]
+    """, {**window, "ids": passing}).fetchall()]
     removing = [v for (v,) in con.execute(f"""
         SELECT DISTINCT variable_id FROM {SPANS}
         WHERE variable_id IN (SELECT unnest($ids::VARCHAR[])) AND start_ts < $end AND end_ts > $start
-    """, {**window, "ids": params["chained"]}).fetchall()]
+    """, {**window, "ids": chained}).fetchall()]
     if not adding and not removing:
         return set()
     with temp_table(con, "_spans", SPANS_AFTER, {**window, "adding": adding, "removing": removing}):
