@@ -93,7 +93,7 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
     every partition of the run and of the run as a whole."""
     tz = config.site.timezone
     rules.register_rules(con, config)
-    rules.register_life(con, tz, rules.commissioning_dates(config))
+    rules.register_life(con, tz, rules.commissioning_dates(config), window=(start, end))
     if variables is None:
         variables = [v for (v,) in con.execute("SELECT variable_id FROM meta.variables").fetchall()]
     now = datetime.now(timezone.utc)

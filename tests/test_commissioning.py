@@ -330,3 +330,35 @@ def test_rules_judged_a_chunk_at_a_time_equal_one_pass(con, config, rules_ready)
     fresh = whole["freshness"].set_index(["variable_id", "day"])["observed"]
     # day 7 (after the cut at day 7 00:00) is silent: its newest reading is day 5's 23:00
     assert fresh[("m.active_energy", pd.Timestamp("2021-03-07"))] == (2 * 24 + 1) * 3600
+
+
+def test_life_registered_around_the_window_judges_as_the_whole_history(con, config, rules_ready):
+    """register_life(window=...) groups only the readings within OUT_OF_SERVICE_DAYS + 2 days of
+    the window by device and day; the days judged, their openings and closings and their
+    statistics equal those from the whole history, for windows at a stretch out of service."""
+    hours = lambda first, last: [h * 60 for h in range(first * 24, (last + 1) * 24)]  # noqa: E731 - days first..last
+    away = hours(0, 9) + hours(50, 59)  # silent on days 10..49 (40 > OUT_OF_SERVICE_DAYS): out of service
+    seed(con, "away.temperature", away, [20.0] * len(away), interval_s=3600)
+    seed(con, "steady.temperature", hours(0, 59), [20.0] * 60 * 24, interval_s=3600)
+    brief = hours(0, 40) + hours(48, 59)  # silent on days 41..47 only: in service, those days judged
+    seed(con, "brief.temperature", brief, [20.0] * len(brief), interval_s=3600)
+    rules_ready()
+    variables = ["away.temperature", "steady.temperature", "brief.temperature"]
+
+    def judged(start_day, end_day, windowed):
+        start, end = T0 + timedelta(days=start_day), T0 + timedelta(days=end_day)
+        rules.register_life(con, "UTC", window=(start, end) if windowed else None)
+        days = con.execute("SELECT count(*) FROM _device_days").fetchone()[0]
+        return (days, rules.completeness_stats(con, start, end, "UTC", variables),
+                rules.freshness_stats(con, start, end, "UTC", T0 + timedelta(days=60), variables))
+
+    for start_day, end_day in ((5, 12), (45, 55), (0, 60)):
+        whole, around = judged(start_day, end_day, False), judged(start_day, end_day, True)
+        for full, part in zip(whole[1:], around[1:]):
+            pd.testing.assert_frame_equal(full, part)
+        if (start_day, end_day) == (45, 55):
+            assert around[0] < whole[0]  # fewer device-days grouped (only 13..57 of 0..59)
+            away_days = around[1].loc[around[1]["variable_id"] == "away.temperature", "day"]
+            assert [pd.Timestamp(d).day for d in away_days] == [20, 21, 22, 23, 24]  # days 50..54 (March 1 + n)
+            brief_days = around[1].loc[around[1]["variable_id"] == "brief.temperature"]
+            assert len(brief_days) == 10 and (brief_days["observed"] == 0).sum() == 3  # days 45..47 empty

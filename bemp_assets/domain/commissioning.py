@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 
 from .config import BempConfig
+from .parsing import SUPPORTED_RANGE
 from .warehouse import write_transaction
 
 RESULT_COLUMNS = ["variable_id", "day", "observed", "threshold"]
@@ -94,7 +95,8 @@ def commissioning_dates(config: BempConfig) -> dict[str, date]:
 OUT_OF_SERVICE_DAYS = 30
 
 
-def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[str, date] | None = None) -> None:
+def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[str, date] | None = None,
+                  window: tuple[datetime, datetime] | None = None) -> None:
     """Temp tables describing when each variable was expected to report (its **life**).
 
     * ``_life``: per variable with readings, ``first_day`` .. ``last_day`` (site-local): from its
@@ -106,6 +108,11 @@ def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[st
     * ``_out_of_service``: per device, the stretches of more than ``OUT_OF_SERVICE_DAYS`` days
       without any reading inside that span (before its first reading, between two, after its
       last): the device was not operating, and those days lie outside the life.
+
+    With ``window`` (the days to judge), ``_device_days`` holds only the days within
+    ``OUT_OF_SERVICE_DAYS + 2`` days of it: whether a day of the window lies in, opens or closes
+    a stretch out of service depends on no reading further away, and a run no longer groups
+    every reading of the warehouse's history by device and day (20 s for a year of 100 meters).
     """
     dates = pd.DataFrame({"variable_id": pd.Series(list((commissioned or {}).keys()), dtype=object),
                           "commissioned": pd.Series(list((commissioned or {}).values()), dtype="datetime64[ns]")})
@@ -129,8 +136,9 @@ def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[st
         SELECT *, min(first_ts) OVER (PARTITION BY source, day) AS source_first_ts,
                max(last_ts) OVER (PARTITION BY source, day) AS source_last_ts
         FROM (SELECT v.source, v.device, timezone($tz, m.ts)::DATE AS day, min(m.ts) AS first_ts, max(m.ts) AS last_ts
-              FROM raw.measurements m JOIN meta.variables v USING (variable_id) GROUP BY ALL)
-    """, params)
+              FROM raw.measurements m JOIN meta.variables v USING (variable_id)
+              WHERE m.ts >= $from_ts AND m.ts < $to_ts GROUP BY ALL)
+    """, {**params, **_device_days_range(window)})
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _out_of_service AS
         WITH marks AS (  -- days with readings, plus the day before the life and the day after it
@@ -142,6 +150,14 @@ def register_life(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[st
         SELECT device, previous + 1 AS from_day, day - 1 AS to_day FROM gaps
         WHERE day - previous - 1 > {OUT_OF_SERVICE_DAYS}
     """)
+
+
+def _device_days_range(window: tuple[datetime, datetime] | None) -> dict[str, datetime]:
+    """$from_ts, $to_ts: the readings ``_device_days`` needs for ``window`` (all without one)."""
+    if window is None:
+        return {"from_ts": SUPPORTED_RANGE.start, "to_ts": SUPPORTED_RANGE.end}
+    pad = timedelta(days=OUT_OF_SERVICE_DAYS + 2)
+    return {"from_ts": window[0] - pad, "to_ts": window[1] + pad}
 
 
 def _life_days(con, start: datetime, end: datetime, tz: str, variables: list[str]) -> None:

@@ -175,6 +175,9 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     opened at any time in the same process.
     """
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB draws a progress bar on stderr for statements over 2 s: in a run's captured logs
+    # it is hundreds of lines of bar characters, not information
+    con.execute("SET enable_progress_bar = false")
     limit = memory_limit()
     if limit is not None:
         try:
