@@ -92,14 +92,15 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
     variable-day verdicts in ops.commissioning_results, and return per check the verdict of
     every partition of the run and of the run as a whole."""
     tz = config.site.timezone
-    rules.register_rules(con, config)
-    rules.register_life(con, tz, rules.commissioning_dates(config), window=(start, end))
     if variables is None:
         variables = [v for (v,) in con.execute("SELECT variable_id FROM meta.variables").fetchall()]
     now = datetime.now(timezone.utc)
-    as_of = config.commissioning.as_of or now
+    judging = Judging(rules.rule_thresholds(con, config), variables, start, tz, config.commissioning.as_of or now,
+                      config.commissioning.reset_fraction)
+    if {"completeness", "freshness"} & set(names):  # the rules judged on the days of a life only
+        judging.life = rules.life_of(con, tz, rules.commissioning_dates(config), window=(start, end), variables=variables)
     labels = rules.variable_labels(con)
-    outcomes = [_outcome(con, config, name, start, end, tz, as_of, variables) for name in names]
+    outcomes = [_outcome(con, judging, name, start, end) for name in names]
     rules.record(con, outcomes, context.asset_key.to_user_string(), context.run.run_id, now)
     verdicts = {}
     for outcome in outcomes:
@@ -111,29 +112,41 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
     return verdicts
 
 
-def _outcome(con, config: BempConfig, name: str, start, end, tz: str, as_of: datetime, variables: list[str]) -> RuleOutcome:
+@dataclass
+class Judging:
+    """What every rule of one evaluation needs: thresholds, variables, the run's start (the
+    chunks' context), the site's time zone, the instant judged at, and the life when needed."""
+
+    thresholds: pd.DataFrame
+    variables: list[str]
+    run_start: datetime
+    tz: str
+    as_of: datetime
+    reset_fraction: float
+    life: rules.Life | None = None
+
+
+def _outcome(con, judging: Judging, name: str, start: datetime, end: datetime) -> RuleOutcome:
     """Rule ``name`` over [start, end), its statistics computed a chunk of days at a time
     (``rules.day_chunks``): memory and time per chunk do not grow with the run's length."""
-    frames = [_chunk_stats(con, config, name, chunk, start, tz, as_of, variables)
-              for chunk in rules.day_chunks(start, end, tz)]
+    frames = [_chunk_stats(con, judging, name, chunk) for chunk in rules.day_chunks(start, end, judging.tz)]
     stats = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
     stats = stats.sort_values(["variable_id", "day"], kind="stable", ignore_index=True)  # as one pass orders them
     return rules.evaluate(name, stats, upper_bound=name != "completeness")
 
 
-def _chunk_stats(con, config: BempConfig, name: str, chunk: tuple[datetime, datetime], run_start: datetime,
-                 tz: str, as_of: datetime, variables: list[str]) -> pd.DataFrame:
+def _chunk_stats(con, j: Judging, name: str, chunk: tuple[datetime, datetime]) -> pd.DataFrame:
     """Rule ``name``'s per variable-day statistics over one chunk of the run; a chunk's first
     readings are compared with the previous ones of the run, as in one pass."""
     if name == "correctness":
-        return rules.correctness_stats(con, *chunk, tz, variables, config.commissioning.reset_fraction, run_start)
+        return rules.correctness_stats(con, j.thresholds, *chunk, j.tz, j.variables, j.reset_fraction, j.run_start)
     if name == "frequency":
-        return rules.frequency_stats(con, *chunk, tz, variables, run_start)
+        return rules.frequency_stats(con, j.thresholds, *chunk, j.tz, j.variables, j.run_start)
     if name == "freshness":
-        return rules.freshness_stats(con, *chunk, tz, as_of, variables)
+        return rules.freshness_stats(con, j.thresholds, j.life, *chunk, j.tz, j.as_of, j.variables)
     if name == "duplicates":
-        return rules.duplicate_stats(con, "clean.measurements", *chunk, tz)
-    return rules.completeness_stats(con, *chunk, tz, variables)
+        return rules.duplicate_stats(con, "clean.measurements", *chunk, j.tz)
+    return rules.completeness_stats(con, j.thresholds, j.life, *chunk, j.tz, j.variables)
 
 
 def _log(context: AssetExecutionContext, outcome: RuleOutcome, days: int, labels: dict[str, str]) -> None:

@@ -27,9 +27,10 @@ def seed(con, variable, offsets_min, values, kind="instantaneous", interval_s=60
 
 @pytest.fixture
 def rules_ready(con, config):
-    def _register():
-        return rules.register_rules(con, config)
-    return _register
+    """Call once the variables are seeded: their thresholds (commissioning.rule_thresholds)."""
+    def thresholds():
+        return rules.rule_thresholds(con, config)
+    return thresholds
 
 
 def outcome(rule, stats, upper=True):
@@ -40,8 +41,8 @@ def test_correctness_range_and_counter_decreases(con, config, rules_ready):
     seed(con, "room.temperature", [0, 10, 20, 30], [21.0, 85.0, -40.0, 22.0])           # two outside -30..60
     seed(con, "ok.temperature", [0, 10], [20.0, 20.5])
     seed(con, "m.active_energy", [0, 10, 20, 30, 40], [100, 101, 100.5, 2, 3], kind="cumulative", parameter="active_energy")
-    rules_ready()
-    stats = rules.correctness_stats(con, T0, T0 + timedelta(days=1), "UTC", ["room.temperature", "ok.temperature", "m.active_energy"], 0.1)
+    thresholds = rules_ready()
+    stats = rules.correctness_stats(con, thresholds, T0, T0 + timedelta(days=1), "UTC", ["room.temperature", "ok.temperature", "m.active_energy"], 0.1)
     result = outcome("correctness", stats)
     got = dict(zip(result.details["variable_id"], result.details["observed"]))
     # 101 -> 100.5 is a glitch (not a reset); 100.5 -> 2 drops below 10 %: a reset
@@ -53,8 +54,8 @@ def test_correctness_range_and_counter_decreases(con, config, rules_ready):
 def test_frequency_median_interval(con, config, rules_ready):
     seed(con, "slow.temperature", [0, 20, 40, 60], [20, 20, 20, 20])                   # every 20 min, expected 10
     seed(con, "fine.temperature", [0, 10, 20, 35], [20, 20, 20, 20])                   # median 10 min
-    rules_ready()
-    result = outcome("frequency", rules.frequency_stats(con, T0, T0 + timedelta(days=1), "UTC", ["slow.temperature", "fine.temperature"]))
+    thresholds = rules_ready()
+    result = outcome("frequency", rules.frequency_stats(con, thresholds, T0, T0 + timedelta(days=1), "UTC", ["slow.temperature", "fine.temperature"]))
     got = dict(zip(result.details["variable_id"], result.details["observed"]))
     assert got == {"slow.temperature": pytest.approx(1.0), "fine.temperature": pytest.approx(0.0)}
     assert result.failed == 1 and result.worst()[0]["threshold"] == 0.5
@@ -66,9 +67,9 @@ def test_completeness_per_day_counts_from_first_reading(con, config, rules_ready
     day2 = [24 * 60 + m for m in range(0, 12 * 60, 10)]
     seed(con, "gap.temperature", day1 + day2, [20.0] * (len(day1) + len(day2)))
     seed(con, "full.temperature", list(range(0, 48 * 60, 10)), [20.0] * 288)  # source ends at day 2's end
-    rules_ready()
-    rules.register_life(con, "UTC")
-    stats = rules.completeness_stats(con, T0, T0 + timedelta(days=2), "UTC", ["gap.temperature", "full.temperature"])
+    thresholds = rules_ready()
+    life = rules.life_of(con, "UTC")
+    stats = rules.completeness_stats(con, thresholds, life, T0, T0 + timedelta(days=2), "UTC", ["gap.temperature", "full.temperature"])
     result = outcome("completeness", stats, upper=False)
     got = {(v, str(pd.Timestamp(d).date())): o for v, d, o in zip(result.details["variable_id"], result.details["day"], result.details["observed"])}
     assert got == {("gap.temperature", "2021-03-01"): 1.0, ("gap.temperature", "2021-03-02"): 0.5,
@@ -81,7 +82,7 @@ def test_duplicates_in_clean_per_day(con, config, rules_ready):
     seed(con, "a.temperature", [0, 10], [1.0, 2.0])
     con.execute("INSERT INTO clean.stored VALUES ('a.temperature', ?, 1, NULL, NULL), ('a.temperature', ?, 1, NULL, NULL), "
                 "('a.temperature', ?, 2, NULL, NULL)", [T0, T0, T0 + timedelta(days=1)])
-    rules_ready()
+    thresholds = rules_ready()
     dup = outcome("duplicates", rules.duplicate_stats(con, "clean.measurements", T0, T0 + timedelta(days=2), "UTC"))
     got = {str(pd.Timestamp(d).date()): o for d, o in zip(dup.details["day"], dup.details["observed"])}
     assert not dup.passed and got == {"2021-03-01": 1, "2021-03-02": 0}
@@ -92,10 +93,10 @@ def test_freshness_per_day_of_life(con, config, rules_ready):
     judged at each day's end (at as_of on day 4), b only on day 4, nothing after day 4."""
     seed(con, "a.temperature", [0, 10], [1.0, 2.0])
     seed(con, "b.temperature", [(3 * 24 + 6) * 60], [1.0])
-    rules_ready()
-    rules.register_life(con, "UTC")
+    thresholds = rules_ready()
+    life = rules.life_of(con, "UTC")
     as_of = T0 + timedelta(days=3, hours=12)
-    stats = rules.freshness_stats(con, T0 - timedelta(days=30), T0 + timedelta(days=30), "UTC", as_of,
+    stats = rules.freshness_stats(con, thresholds, life, T0 - timedelta(days=30), T0 + timedelta(days=30), "UTC", as_of,
                                   ["a.temperature", "b.temperature"])
     fresh = outcome("freshness", stats)
     got = {(v, str(pd.Timestamp(d).date())): (o, p) for v, d, o, p in
@@ -114,8 +115,8 @@ def test_status_colours_green_red_black(con, config, rules_ready):
     as_of = T0 + timedelta(days=30)
     seed(con, "gw1.temperature", [0, 29 * 1440], [20.0, 20.0])              # healthy: seen a day ago
     seed(con, "gw1.humidity", [0, 9 * 1440], [50.0, 50.0], parameter="humidity")  # stopped three weeks ago
-    rules_ready()
-    board = installation_status(con, as_of, expected=["gw2.co2_concentration"])
+    thresholds = rules_ready()
+    board = installation_status(con, thresholds, as_of, expected=["gw2.co2_concentration"])
     sensors = board[board["level"] == "sensor"].set_index("variable_id")["status"].to_dict()
     devices = board[board["level"] == "device"].set_index("device")["status"].to_dict()
     assert sensors == {"gw1.temperature": "green", "gw1.humidity": "red", "gw2.co2_concentration": "black"}
@@ -155,9 +156,9 @@ def every_10_min(days):
     return [d * DAY + m for d in days for m in range(0, DAY, 10)]
 
 
-def completeness_by_day(con, start, end, variables, commissioned=None):
-    rules.register_life(con, "UTC", commissioned)
-    result = outcome("completeness", rules.completeness_stats(con, start, end, "UTC", variables), upper=False)
+def completeness_by_day(con, thresholds, start, end, variables, commissioned=None):
+    life = rules.life_of(con, "UTC", commissioned)
+    result = outcome("completeness", rules.completeness_stats(con, thresholds, life, start, end, "UTC", variables), upper=False)
     return result, {(v, str(pd.Timestamp(d).date())): (round(o, 4), verdict) for v, d, o, verdict in
                     zip(result.details["variable_id"], result.details["day"], result.details["observed"], result.details["verdict"])}
 
@@ -166,9 +167,9 @@ def test_completeness_over_years_judges_only_the_life(con, config, rules_ready):
     """A range from 2016 to 2026 around a sensor that lived two days: two verdicts, both pass,
     and only those two rows are recorded."""
     seed(con, "gw1.temperature", every_10_min([0, 1]), [20.0] * 288)
-    rules_ready()
+    thresholds = rules_ready()
     start, end = datetime(2016, 1, 1, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC)
-    result, got = completeness_by_day(con, start, end, ["gw1.temperature"])
+    result, got = completeness_by_day(con, thresholds, start, end, ["gw1.temperature"])
     assert got == {("gw1.temperature", "2021-03-01"): (1.0, "pass"), ("gw1.temperature", "2021-03-02"): (1.0, "pass")}
     assert result.passed and result.checked == 2
     assert rules.record(con, [result], "agg/daily", "run-1", T0) == 2
@@ -182,8 +183,8 @@ def test_gap_inside_life_fails_and_a_silent_device_is_a_no_data_day(con, config,
     seed(con, "gw1.temperature", every_10_min(range(5)), [20.0] * 720)
     seed(con, "gw1.humidity", every_10_min([0, 1, 3, 4]), [50.0] * 576, parameter="humidity")
     seed(con, "gw2.temperature", every_10_min([0, 1, 3, 4]), [20.0] * 576)
-    rules_ready()
-    result, got = completeness_by_day(con, T0, T0 + timedelta(days=5), ["gw1.temperature", "gw1.humidity", "gw2.temperature"])
+    thresholds = rules_ready()
+    result, got = completeness_by_day(con, thresholds, T0, T0 + timedelta(days=5), ["gw1.temperature", "gw1.humidity", "gw2.temperature"])
     assert got[("gw1.humidity", "2021-03-03")] == (0.0, "fail")
     assert got[("gw2.temperature", "2021-03-03")] == (0.0, "no_data")
     assert {k: v for k, v in got.items() if k[1] != "2021-03-03"} == {
@@ -196,8 +197,8 @@ def test_gap_inside_life_fails_and_a_silent_device_is_a_no_data_day(con, config,
 
 def test_no_data_day_alone_is_not_blocking(con, config, rules_ready):
     seed(con, "gw2.temperature", every_10_min([0, 2]), [20.0] * 288)
-    rules_ready()
-    result, got = completeness_by_day(con, T0, T0 + timedelta(days=3), ["gw2.temperature"])
+    thresholds = rules_ready()
+    result, got = completeness_by_day(con, thresholds, T0, T0 + timedelta(days=3), ["gw2.temperature"])
     assert got[("gw2.temperature", "2021-03-02")] == (0.0, "no_data")
     day = rules.day_verdicts(result, {})[date(2021, 3, 2)]
     assert (day.passed, day.blocking, day.no_data) == (False, False, 1)
@@ -207,9 +208,9 @@ def test_no_data_day_alone_is_not_blocking(con, config, rules_ready):
 def test_registered_commissioning_date_starts_the_life(con, config, rules_ready):
     """Registered two days before its first reading: those two days are judged (no data)."""
     seed(con, "gw3.temperature", every_10_min([0]), [20.0] * 144)
-    rules_ready()
+    thresholds = rules_ready()
     start = T0 - timedelta(days=10)
-    _, got = completeness_by_day(con, start, T0 + timedelta(days=1), ["gw3.temperature"],
+    _, got = completeness_by_day(con, thresholds, start, T0 + timedelta(days=1), ["gw3.temperature"],
                                  commissioned={"gw3.temperature": date(2021, 2, 27)})
     assert got == {("gw3.temperature", "2021-02-27"): (0.0, "no_data"), ("gw3.temperature", "2021-02-28"): (0.0, "no_data"),
                    ("gw3.temperature", "2021-03-01"): (1.0, "pass")}
@@ -261,9 +262,9 @@ def test_long_silence_is_out_of_service_short_one_is_no_data(con, config, rules_
     silence is complete (its source ended there)."""
     half_day = [DAY + m for m in range(0, 12 * 60, 10)]
     seed(con, "gw1.temperature", every_10_min([0]) + half_day + every_10_min([42, 43, 47]), [20.0] * (144 + 72 + 432))
-    rules_ready()
+    thresholds = rules_ready()
     assert rules.OUT_OF_SERVICE_DAYS == 30
-    result, got = completeness_by_day(con, T0 - timedelta(days=400), T0 + timedelta(days=400), ["gw1.temperature"])
+    result, got = completeness_by_day(con, thresholds, T0 - timedelta(days=400), T0 + timedelta(days=400), ["gw1.temperature"])
     first = date(2021, 3, 1)
     day = lambda n: str(first + timedelta(days=n))  # noqa: E731
     assert got == {("gw1.temperature", day(n)): (1.0, "pass") for n in (0, 1, 42, 43, 47)} | {
@@ -302,18 +303,18 @@ def test_rules_judged_a_chunk_at_a_time_equal_one_pass(con, config, rules_ready)
          kind="cumulative", interval_s=3600, parameter="active_energy")
     seed(con, "room.temperature", [m for m in hours if not 71 <= m // 60 <= 73], [20.0] * (len(hours) - 3),
          interval_s=3600)
-    rules_ready()
-    rules.register_life(con, "UTC")
+    thresholds = rules_ready()
+    life = rules.life_of(con, "UTC")
     start, end, variables = T0, T0 + timedelta(days=10), ["m.active_energy", "room.temperature"]
     assert [c[0].day for c in rules.day_chunks(start, end, "UTC", days=3)] == [1, 4, 7, 10]
 
     def judged(days):
         frames = {"correctness": [], "frequency": [], "freshness": [], "completeness": []}
         for chunk in rules.day_chunks(start, end, "UTC", days=days):
-            frames["correctness"].append(rules.correctness_stats(con, *chunk, "UTC", variables, 0.1, start))
-            frames["frequency"].append(rules.frequency_stats(con, *chunk, "UTC", variables, start))
-            frames["freshness"].append(rules.freshness_stats(con, *chunk, "UTC", end, variables))
-            frames["completeness"].append(rules.completeness_stats(con, *chunk, "UTC", variables))
+            frames["correctness"].append(rules.correctness_stats(con, thresholds, *chunk, "UTC", variables, 0.1, start))
+            frames["frequency"].append(rules.frequency_stats(con, thresholds, *chunk, "UTC", variables, start))
+            frames["freshness"].append(rules.freshness_stats(con, thresholds, life, *chunk, "UTC", end, variables))
+            frames["completeness"].append(rules.completeness_stats(con, thresholds, life, *chunk, "UTC", variables))
         return {rule: pd.concat(parts).sort_values(["variable_id", "day"], ignore_index=True)
                 for rule, parts in frames.items()}
 
@@ -333,7 +334,7 @@ def test_rules_judged_a_chunk_at_a_time_equal_one_pass(con, config, rules_ready)
 
 
 def test_life_registered_around_the_window_judges_as_the_whole_history(con, config, rules_ready):
-    """register_life(window=...) groups only the readings within OUT_OF_SERVICE_DAYS + 2 days of
+    """life_of(window=...) groups only the readings within OUT_OF_SERVICE_DAYS + 2 days of
     the window by device and day; the days judged, their openings and closings and their
     statistics equal those from the whole history, for windows at a stretch out of service."""
     hours = lambda first, last: [h * 60 for h in range(first * 24, (last + 1) * 24)]  # noqa: E731 - days first..last
@@ -342,15 +343,16 @@ def test_life_registered_around_the_window_judges_as_the_whole_history(con, conf
     seed(con, "steady.temperature", hours(0, 59), [20.0] * 60 * 24, interval_s=3600)
     brief = hours(0, 40) + hours(48, 59)  # silent on days 41..47 only: in service, those days judged
     seed(con, "brief.temperature", brief, [20.0] * len(brief), interval_s=3600)
-    rules_ready()
+    thresholds = rules_ready()
     variables = ["away.temperature", "steady.temperature", "brief.temperature"]
 
     def judged(start_day, end_day, windowed):
         start, end = T0 + timedelta(days=start_day), T0 + timedelta(days=end_day)
-        rules.register_life(con, "UTC", window=(start, end) if windowed else None)
-        days = con.execute("SELECT count(*) FROM _device_days").fetchone()[0]
-        return (days, rules.completeness_stats(con, start, end, "UTC", variables),
-                rules.freshness_stats(con, start, end, "UTC", T0 + timedelta(days=60), variables))
+        life = rules.life_of(con, "UTC", window=(start, end) if windowed else None,
+                             variables=variables if windowed else None)
+        days = life.device_days.num_rows
+        return (days, rules.completeness_stats(con, thresholds, life, start, end, "UTC", variables),
+                rules.freshness_stats(con, thresholds, life, start, end, "UTC", T0 + timedelta(days=60), variables))
 
     for start_day, end_day in ((5, 12), (45, 55), (0, 60)):
         whole, around = judged(start_day, end_day, False), judged(start_day, end_day, True)

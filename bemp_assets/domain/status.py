@@ -10,10 +10,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .commissioning import OUT_OF_SERVICE_DAYS, plain_duration, register_rules, variable_labels
+from .commissioning import OUT_OF_SERVICE_DAYS, plain_duration, rule_thresholds, variable_labels
 from .config import BempConfig
 from .transform import LOCAL_DAY_SECONDS
-from .warehouse import transaction
+from .warehouse import registered, transaction
 
 STATUS_COLUMNS = ["level", "device", "variable_id", "source", "status", "first_seen", "last_seen",
                   "completeness_7d", "freshness_s", "as_of", "incomplete_days", "no_data_days"]
@@ -71,12 +71,12 @@ def current_board(con: duckdb.DuckDBPyConnection, config: BempConfig, now: datet
                   given: datetime | None = None) -> tuple[BoardTime, pd.DataFrame]:
     """The status board and the instant it is judged at: what the ops asset stores and what
     `bemp status` and the summary print. Works on a read-only connection."""
-    register_rules(con, config)
     when = board_time(con, now, int(config.commissioning.defaults.freshness), given or config.commissioning.as_of)
-    return when, installation_status(con, when.as_of, config.expected_variables())
+    return when, installation_status(con, rule_thresholds(con, config), when.as_of, config.expected_variables())
 
 
-def installation_status(con: duckdb.DuckDBPyConnection, as_of: datetime, expected: list[str]) -> pd.DataFrame:
+def installation_status(con: duckdb.DuckDBPyConnection, thresholds: pd.DataFrame, as_of: datetime,
+                        expected: list[str]) -> pd.DataFrame:
     """One row per sensor (variable) and one per device.
 
     * green: reported within its freshness threshold before ``as_of``;
@@ -88,11 +88,26 @@ def installation_status(con: duckdb.DuckDBPyConnection, as_of: datetime, expecte
     present over samples expected in the 7 days before ``as_of``. ``incomplete_days`` and
     ``no_data_days`` count the days up to ``as_of`` whose latest completeness verdict
     (ops.commissioning_results) is ``fail`` or ``no_data``; a device shows its worst sensor's.
-    Needs the ``_rules`` table (commissioning.register_rules).
+    ``thresholds``: commissioning.rule_thresholds.
     """
     start = as_of - timedelta(days=7)
-    con.register("_expected", pd.DataFrame({"variable_id": pd.Series(expected, dtype=object)}))
-    sensors = con.execute("""
+    sensors = _sensor_rows(con, thresholds, expected, start, as_of)
+    devices = sensors.groupby("device", as_index=False).agg(
+        source=("source", "first"), first_seen=("first_seen", "min"), last_seen=("last_seen", "max"),
+        completeness_7d=("completeness_7d", "mean"), freshness_s=("freshness_s", "max"), as_of=("as_of", "first"),
+        incomplete_days=("incomplete_days", "max"), no_data_days=("no_data_days", "max"),
+        green=("status", lambda s: (s == "green").any()), black=("status", lambda s: (s == "black").all()))
+    devices["status"] = devices["green"].map({True: "green", False: "red"}).where(~devices["black"], "black")
+    devices = devices.assign(level="device", variable_id=None)[STATUS_COLUMNS]
+    return pd.concat([devices, sensors[STATUS_COLUMNS]], ignore_index=True).sort_values(
+        ["device", "level", "variable_id"], ignore_index=True, na_position="first")
+
+
+def _sensor_rows(con: duckdb.DuckDBPyConnection, thresholds: pd.DataFrame, expected: list[str],
+                 start: datetime, as_of: datetime) -> pd.DataFrame:
+    """installation_status's sensor rows, before the devices' are derived from them."""
+    with registered(con, _rules=thresholds, _expected=pd.DataFrame({"variable_id": pd.Series(expected, dtype=object)})):
+        return con.execute("""
         WITH seen AS (
             SELECT variable_id, min(ts) AS first_seen, max(ts) AS last_seen,
                    count(*) FILTER (WHERE ts >= $start) AS recent
@@ -126,16 +141,6 @@ def installation_status(con: duckdb.DuckDBPyConnection, as_of: datetime, expecte
                coalesce(d.incomplete_days, 0) AS incomplete_days, coalesce(d.no_data_days, 0) AS no_data_days
         FROM known k LEFT JOIN seen s USING (variable_id) LEFT JOIN days d USING (variable_id)
     """, {"start": start, "as_of": as_of}).df()
-    con.unregister("_expected")
-    devices = sensors.groupby("device", as_index=False).agg(
-        source=("source", "first"), first_seen=("first_seen", "min"), last_seen=("last_seen", "max"),
-        completeness_7d=("completeness_7d", "mean"), freshness_s=("freshness_s", "max"), as_of=("as_of", "first"),
-        incomplete_days=("incomplete_days", "max"), no_data_days=("no_data_days", "max"),
-        green=("status", lambda s: (s == "green").any()), black=("status", lambda s: (s == "black").all()))
-    devices["status"] = devices["green"].map({True: "green", False: "red"}).where(~devices["black"], "black")
-    devices = devices.assign(level="device", variable_id=None)[STATUS_COLUMNS]
-    return pd.concat([devices, sensors[STATUS_COLUMNS]], ignore_index=True).sort_values(
-        ["device", "level", "variable_id"], ignore_index=True, na_position="first")
 
 
 def write_status(con: duckdb.DuckDBPyConnection, board: pd.DataFrame) -> None:
