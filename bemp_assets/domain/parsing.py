@@ -13,7 +13,7 @@ set-based in SQL. The rows are stored twice: the reader's text table (its row id
 lines exactly) and one table of records with their UTC instant, line and reject reason, built in
 one statement from the distinct names and dates (parsed once each) and the time map; that table
 becomes the file's table in place (rejects deleted). The in-file duplicate window runs only when
-some key may repeat. A line that cannot be used becomes a *reject* with its line number, its own
+some key repeats. A line that cannot be used becomes a *reject* with its line number, its own
 text and a reason; it never stops the rest of the file. A file that cannot be decoded, is not
 text, or whose header matches no known shape is rejected whole (:class:`ParsedFile.error`, one
 reject row) and nothing of it is used. Nothing in a file's content raises.
