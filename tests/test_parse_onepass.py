@@ -5,7 +5,7 @@ csv module, never read back from the code under test."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -14,7 +14,7 @@ from bemp_assets.domain.chains import FilterChain
 from bemp_assets.domain.cleaning import rebuild_clean
 from bemp_assets.domain.parsing import parse_file, partition_range
 from bemp_assets.domain.raw_ingest import ingest_files
-from bemp_assets.domain.warehouse import prepare, schema_ddl, stored_schema_version
+from bemp_assets.domain.warehouse import ingest, prepare, schema_ddl, stored_schema_version
 
 from .conftest import write_csv
 
@@ -83,6 +83,55 @@ def test_merge_into_an_empty_span_stores_what_the_full_merge_stores(config, tmp_
                 ("01 09:03", 3.5, "b.csv", 2), ("01 09:04", 4.5, "b.csv", 3), ("01 09:05", 5.5, "b.csv", 4),
                 ("01 09:06", 6.5, "b.csv", 5)]
     assert results[0] == results[1] == (expected, 7, 2, 7)
+
+
+def _expected_readings(path: Path, window: tuple[datetime, datetime]) -> dict:
+    """The csv module's reading of a plain REACH file in November (Rome = UTC+1):
+    {(variable_id, ts UTC): (value, line)} inside ``window``."""
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    readings = {}
+    for i, (device, _, stamp, value) in enumerate(rows):
+        ts = datetime.strptime(stamp, "%H:%M:%S %d/%m/%Y").replace(tzinfo=UTC) - timedelta(hours=1)
+        if window[0] <= ts < window[1]:
+            readings[(f"{device}.active_power", ts)] = (float(value.replace(",", ".")), i + 2)
+    return readings
+
+
+def test_one_file_is_merged_through_a_view_into_an_empty_and_into_a_held_span(config, tmp_path):
+    """One file with unique keys is merged without copying its table (merge_batch is a view):
+    into an empty span every reading inside the window is inserted; into a span that holds some
+    of its keys the equal ones are left as they are, the different ones revised, the rest
+    inserted. Expected rows come from the csv module."""
+    source = config.source("reach_meters")
+    tz = config.timezone_of(source)
+    window = (datetime(2016, 11, 1, 9, 2, tzinfo=UTC), datetime(2016, 11, 1, 9, 10, tzinfo=UTC))
+    new = write_csv(tmp_path / "new.csv", HEADER + "\n".join(minutes("d1", 0, 6) + minutes("d2", 4, 2)) + "\n")
+    old = write_csv(tmp_path / "old.csv", HEADER + 'd1,Potenza attiva,10:03:00 01/11/2016,"3,5"\n'
+                                                  'd1,Potenza attiva,10:04:00 01/11/2016,"9,0"\n')
+    expected = _expected_readings(new, window)
+    assert len(expected) == 6  # d1 10:02 .. 10:05 and d2 10:04, 10:05; d1 10:00, 10:01 fall before the window
+    query = "SELECT variable_id, ts, value, source_file, source_line FROM raw.measurements ORDER BY ALL"
+    with prepare(duckdb.connect(str(tmp_path / "empty.duckdb"))) as con:
+        report = ingest(con, source, tz, [parse_file(con, new, source, tz, "t")], window, NOW)
+        assert con.execute(query).fetchall() == [(v, ts, value, "new.csv", line)
+                                                 for (v, ts), (value, line) in sorted(expected.items())]
+        assert (report.inserted, report.revised, report.unchanged, report.outside_window) == (6, 0, 0, 2)
+    with prepare(duckdb.connect(str(tmp_path / "held.duckdb"))) as con:
+        ingest(con, source, tz, [parse_file(con, old, source, tz, "t")], window, NOW)
+        con.execute("DROP TABLE t")
+        report = ingest(con, source, tz, [parse_file(con, new, source, tz, "t")], window, NOW)
+        d1_0903 = ("d1.active_power", datetime(2016, 11, 1, 9, 3, tzinfo=UTC))
+        d1_0904 = ("d1.active_power", datetime(2016, 11, 1, 9, 4, tzinfo=UTC))
+        # 10:03 local holds 3.5 in both files: old.csv's row stays; 10:04 differs (9.0 -> 4.5): revised
+        assert expected[d1_0903][0] == 3.5 and expected[d1_0904][0] == 4.5
+        held = {key: (value, "new.csv", line) for key, (value, line) in expected.items()}
+        held[d1_0903] = (3.5, "old.csv", 2)
+        assert con.execute(query).fetchall() == [(*key, *row) for key, row in sorted(held.items())]
+        assert (report.inserted, report.revised, report.unchanged, report.outside_window) == (4, 1, 1, 2)
+        assert con.execute("SELECT variable_id, ts, old_value, new_value, old_source_file, new_source_file "
+                           "FROM raw.revisions").fetchall() == [(*d1_0904, 9.0, 4.5, "old.csv", "new.csv")]
+        assert con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'merge_batch'").fetchone()[0] == 0
 
 
 def test_clean_into_an_empty_window_equals_a_rewrite(config, tmp_path):

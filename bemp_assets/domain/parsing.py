@@ -13,7 +13,7 @@ set-based in SQL. The rows are stored twice: the reader's text table (its row id
 lines exactly) and one table of records with their UTC instant, line and reject reason, built in
 one statement from the distinct names and dates (parsed once each) and the time map; that table
 becomes the file's table in place (rejects deleted). The in-file duplicate window runs only when
-some key may repeat. A line that cannot be used becomes a *reject* with its line number, its own
+some key repeats. A line that cannot be used becomes a *reject* with its line number, its own
 text and a reason; it never stops the rest of the file. A file that cannot be decoded, is not
 text, or whose header matches no known shape is rejected whole (:class:`ParsedFile.error`, one
 reject row) and nothing of it is used. Nothing in a file's content raises.
@@ -302,18 +302,27 @@ def _ts_sql(instant: datetime) -> str:
     return f"TIMESTAMPTZ '{instant.astimezone(timezone.utc).isoformat()}'"
 
 
-def _number_sql(expr: str, decimal: str) -> str:
-    """SQL turning trimmed text into DOUBLE, or NULL when it is not a number of that style.
+def _number_sql(expr: str, decimal: str, trimmed: bool = True) -> str:
+    """SQL turning text into DOUBLE, or NULL when it is not a number of that style.
 
     Most cells are plain (digits, a sign, one decimal mark): a simpler pattern settles those
     and needs no thousands separators removed; the full pattern runs only on the rest (about
-    10 % of a parse). Both branches give the same double for a plain number."""
-    if decimal == ",":
-        return (f"CASE WHEN regexp_full_match({expr}, '{PLAIN_COMMA_NUMBER}') THEN TRY_CAST(replace({expr}, ',', '.') AS DOUBLE) "
-                f"WHEN regexp_full_match({expr}, '{COMMA_NUMBER}') "
-                f"THEN TRY_CAST(replace(replace({expr}, '.', ''), ',', '.') AS DOUBLE) END")
-    return (f"CASE WHEN regexp_full_match({expr}, '{PLAIN_DOT_NUMBER}') THEN TRY_CAST({expr} AS DOUBLE) "
-            f"WHEN regexp_full_match({expr}, '{DOT_NUMBER}') THEN TRY_CAST(replace({expr}, ',', '') AS DOUBLE) END")
+    10 % of a parse). Both branches give the same double for a plain number. ``expr`` not yet
+    ``trimmed``: the plain pattern is tried on it as written (a match holds no space, so its
+    trim would be itself; trimming every cell cost a third of the conversion), and only the
+    rest is trimmed and tried again."""
+    plain, full = (PLAIN_COMMA_NUMBER, COMMA_NUMBER) if decimal == "," else (PLAIN_DOT_NUMBER, DOT_NUMBER)
+    as_written = expr
+    if not trimmed:
+        expr = f"trim({expr})"
+
+    def plain_value(text: str) -> str:
+        return f"TRY_CAST(replace({text}, ',', '.') AS DOUBLE)" if decimal == "," else f"TRY_CAST({text} AS DOUBLE)"
+    full_value = (f"TRY_CAST(replace(replace({expr}, '.', ''), ',', '.') AS DOUBLE)" if decimal == ","
+                  else f"TRY_CAST(replace({expr}, ',', '') AS DOUBLE)")
+    untrimmed = "" if trimmed else f"WHEN regexp_full_match({as_written}, '{plain}') THEN {plain_value(as_written)} "
+    return (f"CASE {untrimmed}WHEN regexp_full_match({expr}, '{plain}') THEN {plain_value(expr)} "
+            f"WHEN regexp_full_match({expr}, '{full}') THEN {full_value} END")
 
 
 def _coded_sql(expr: str, codes: dict[str, float]) -> str:
@@ -376,8 +385,8 @@ class _FileReader:
         self.con, self.text, self.header, self.prefix = con, text, header, prefix
         self.lines, self.blank_lines, self._text_loaded, self._mapped = text.lines, 0, False, False
         options = f", store_rejects = true, rejects_table = '{prefix}_rej', rejects_scan = '{prefix}_scan'"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_csv AS SELECT * FROM {read_csv_sql(text.path, header, options)}")
-        self.rows = con.execute(f"SELECT count(*) FROM {prefix}_csv").fetchall()[0][0]
+        self.rows = con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_csv AS "
+                                f"SELECT * FROM {read_csv_sql(text.path, header, options)}").fetchone()[0]
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {prefix}_struct AS
             SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; ') AS reason
@@ -461,7 +470,8 @@ class _Shape:
     """What a file shape hands the common steps (:func:`_parse_rows`): SQL relations over the
     reader's rows, none of them stored, so the file's rows are materialised once, as records.
 
-    * ``records``: rid, variable_id, field, value, reason (NULL when usable), local_ts,
+    * ``records``: rid, variable_id, ``series_no`` (a number per variable_id, from 0; see
+      :func:`_count_records`), field, value, reason (NULL when usable), local_ts,
       ``localise`` (the line's time is to be turned into UTC: REACH's usable rows, every
       record of a wide line with a usable timestamp) and the time map's utc_first, utc_second,
       nonexistent for local_ts (the map is ``<prefix>_tz_map``, made from ``times`` before
@@ -486,16 +496,16 @@ def _reach_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -
     :func:`_reach_dates`) and joined back; only the value is parsed per row."""
     p = reader.prefix
     names, dates = _reach_names(reader, source), _reach_dates(reader, bounds)
-    value = _number_sql("trim(c.Valore)", source.decimal_separator)
+    value = _number_sql("c.Valore", source.decimal_separator, trimmed=False)
     records = f"""(
         SELECT *, reason IS NULL AS localise FROM (
-            SELECT c.rid, n.series AS variable_id, '' AS field, c.value, d.local_ts, d.utc_first, d.utc_second, d.nonexistent,
+            SELECT c.rid, n.series AS variable_id, n.series_no, '' AS field, c.value, d.local_ts, d.utc_first, d.utc_second, d.nonexistent,
                    CASE
                        WHEN n.reason IS NOT NULL THEN n.reason
                        WHEN d.reason IS NOT NULL THEN d.reason
-                       {_value_reason('c.value', 'c.raw_value', source, ': expected a decimal-comma number such as 12,8900')}
+                       {_value_reason('c.value', 'trim(c.Valore)', source, ': expected a decimal-comma number such as 12,8900')}
                    END AS reason
-            FROM (SELECT rowid AS rid, Dispositivo, Parametro, Data, trim(Valore) AS raw_value, {value} AS value
+            FROM (SELECT rowid AS rid, Dispositivo, Parametro, Data, Valore, {value} AS value
                   FROM {p}_csv c) c
             JOIN {names} n ON c.Dispositivo IS NOT DISTINCT FROM n.raw_device AND c.Parametro IS NOT DISTINCT FROM n.raw_parameter
             JOIN (SELECT d.raw, d.local_ts, d.reason, m.utc_first, m.utc_second, m.nonexistent
@@ -510,7 +520,8 @@ def _reach_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -
 
 def _reach_names(reader: _FileReader, source: SourceConfig) -> str:
     """Temp table: each distinct (Dispositivo, Parametro) as written, with its device, parameter
-    (configured, else a slug of the name), unit, kind, category, series, and why it is unusable."""
+    (configured, else a slug of the name), unit, kind, category, series (its number: series_no), and
+    why it is unusable."""
     con, p = reader.con, reader.prefix
     params = pd.DataFrame([
         {"original": name, "parameter": spec.parameter, "unit": spec.unit, "kind": spec.kind,
@@ -521,6 +532,7 @@ def _reach_names(reader: _FileReader, source: SourceConfig) -> str:
     con.register(f"{p}_params", params)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_names AS
+        SELECT *, (dense_rank() OVER (ORDER BY series) - 1)::INTEGER AS series_no FROM (
         WITH f AS (
             SELECT raw_device, raw_parameter, trim(raw_device) AS device, trim(raw_parameter) AS original
             FROM (SELECT DISTINCT Dispositivo AS raw_device, Parametro AS raw_parameter FROM {p}_csv)
@@ -535,7 +547,7 @@ def _reach_names(reader: _FileReader, source: SourceConfig) -> str:
                    WHEN regexp_matches(f.device, '{CONTROL_SQL}') THEN 'control character in the device (Dispositivo)'
                    WHEN regexp_matches(f.original, '{CONTROL_SQL}') THEN 'control character in the parameter (Parametro)'
                END AS reason
-        FROM f LEFT JOIN {p}_params m ON m.original = f.original
+        FROM f LEFT JOIN {p}_params m ON m.original = f.original)
     """)
     con.unregister(f"{p}_params")
     return f"{p}_names"
@@ -574,16 +586,18 @@ def _wide_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) ->
     expected = f" in column {{}}: expected a number with '{source.decimal_separator}' as decimal mark"
     records = [f"""
         SELECT rid, {_sql_str(spec.column)} AS field, NULL::DOUBLE AS value, NULL::VARCHAR AS variable_id,
+               NULL::INTEGER AS series_no,
                date_reason AS reason, local_ts, false AS localise, NULL AS utc_first, NULL AS utc_second, NULL AS nonexistent
         FROM {p}_wl WHERE date_reason IS NOT NULL"""]
+    series_no = {v: i for i, v in enumerate(sorted({f"{source.device}.{c.parameter}" for c in source.columns}))}
     for i, col in enumerate(source.columns):
-        cell = f"v{i}"
+        cell, variable_id = f"v{i}", f"{source.device}.{col.parameter}"
         value = _coded_sql(cell, col.codes) if col.codes else _number_sql(cell, source.decimal_separator)
         why = (f" in column {col.column}: expected one of the labels {', '.join(map(repr, sorted(col.codes)))}"
                if col.codes else expected.format(col.column))
         records.append(f"""
             SELECT rid, {_sql_str(col.column)} AS field, {value} AS value,
-                   {_sql_str(f'{source.device}.{col.parameter}')} AS variable_id,
+                   {_sql_str(variable_id)} AS variable_id, {series_no[variable_id]} AS series_no,
                    CASE {_value_reason(value, cell, source, why)} END AS reason,
                    local_ts, true AS localise, utc_first, utc_second, nonexistent
             FROM lines WHERE coalesce({cell}, '') <> ''""")
@@ -669,12 +683,9 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
         if extra:
             parsed.warnings.append(f"{parsed.path.name}: columns not in config, not stored: {extra}")
     shape = (_reach_shape if source.format == "reach" else _wide_shape)(reader, source, bounds)
-    _localised_records(reader, shape, source, tz, bounds)
-    valid, rejected, repeated = con.execute(f"""
-        SELECT count(*) FILTER (WHERE why IS NULL), count(*) FILTER (WHERE why IS NOT NULL),
-               count(*) FILTER (WHERE why IS NULL) - count(DISTINCT hash(variable_id, ts)) FILTER (WHERE why IS NULL)
-        FROM {prefix}_all
-    """).fetchone()
+    records = _localised_records(reader, shape, source, tz, bounds)
+    valid, repeated = _count_records(con, prefix)
+    rejected = records - valid
     superseded = _in_file_duplicates(con, prefix, bool(repeated))
     parsed.variables = con.execute(f"""
         SELECT v.variable_id, any_value(c.device) AS device, any_value(c.parameter) AS parameter,
@@ -698,10 +709,11 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
     parsed.unique_keys = source.format == "reach" or len(set(parameters)) == len(parameters)
 
 
-def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig, tz: str, bounds: TimeRange) -> None:
+def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig, tz: str, bounds: TimeRange) -> int:
     """Temp table ``<prefix>_all``: every record with its UTC instant, its file line and why it
     is not used (NULL when it is). A line whose time does not exist (spring gap) or falls outside
-    ``bounds`` is rejected as a whole (``line_reject``; in a wide file on its timestamp column)."""
+    ``bounds`` is rejected as a whole (``line_reject``; in a wide file on its timestamp column).
+    Returns its rows."""
     con, p = reader.con, reader.prefix
     line_field = _sql_str(source.timestamp.column if source.format == "wide" else "")
     shift = f" - INTERVAL {source.expected_interval} SECOND" if source.format == "wide" and source.timestamp.label == "end" else ""
@@ -711,9 +723,9 @@ def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig,
     else:
         second_join, utc = "", "r.utc_first"
     line_join, line = reader.line_join("r")
-    con.execute(f"""
+    return con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_all AS
-        SELECT r.rid, r.variable_id, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
+        SELECT r.rid, r.variable_id, r.series_no, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
                r.value, r.ts, coalesce(r.line_why, r.reason) AS why, r.line_why IS NOT NULL AS line_reject,
                ({line})::INTEGER AS line
         FROM (
@@ -722,20 +734,36 @@ def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig,
                              WHEN r.ts < {_ts_sql(bounds.start)} OR r.ts >= {_ts_sql(bounds.end)}
                              THEN {_range_reason('r.local_ts', bounds)} END AS line_why
             FROM (
-                SELECT r.rid, r.variable_id, r.field, r.value, r.reason, r.local_ts,
+                SELECT r.rid, r.variable_id, r.series_no, r.field, r.value, r.reason, r.local_ts,
                        CASE WHEN r.localise THEN {utc}{shift} END AS ts, r.localise AND r.nonexistent AS nonexistent
                 FROM {shape.records} r {second_join}
             ) r
         ) r {line_join}
-    """)
+    """).fetchone()[0]
+
+
+def _count_records(con: duckdb.DuckDBPyConnection, prefix: str) -> tuple[int, int]:
+    """(usable records of ``<prefix>_all``, how many of them repeat a key (variable_id, ts) of
+    another, 0 exactly when none does), in one aggregate of few groups.
+
+    Counting distinct keys needs a hash table of every reading (it cost a third of the records'
+    own statement). Instead the readings are grouped by instant (and series_no // 62, a handful
+    of groups per instant at most) and each adds 2^(series_no % 62): a sum of n powers of two
+    has n bits set exactly when no power repeats (adding a power already in the sum carries,
+    which loses a bit); series_no is one number per variable_id, so no repeated power means
+    no repeated key in the group."""
+    return tuple(int(n) for n in con.execute(f"""
+        SELECT coalesce(sum(n), 0), coalesce(sum(n - bit_count(powers)), 0) FROM (
+            SELECT count(*) AS n, sum(1::BIGINT << (series_no % 62)) AS powers
+            FROM {prefix}_all WHERE why IS NULL GROUP BY ts, series_no // 62)
+    """).fetchone())
 
 
 def _in_file_duplicates(con: duckdb.DuckDBPyConnection, prefix: str, any_repeated: bool) -> int:
     """Temp table ``<prefix>_dups``: within one file the last line for a (variable, ts) wins;
     earlier ones are quarantined. The window (a sort of every reading) runs only when some key
-    may repeat (``any_repeated``: fewer distinct key hashes than readings; equal keys hash
-    equally, so no repeat is missed, and a hash collision only costs the window); the table is
-    empty otherwise. Returns its rows."""
+    repeats (``any_repeated``, from :func:`_count_records`); the table is empty otherwise.
+    Returns its rows."""
     return con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {prefix}_dups AS
         SELECT line, field, variable_id, ts,

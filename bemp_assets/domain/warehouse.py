@@ -491,7 +491,7 @@ def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[Par
         report.variables = _upsert_variables(con, source, tz, good, now)
         report.rejects_in_files, report.rejects_new = _insert_rejects(con, source.name, parsed, now)
         if good:
-            with temp_table(con, "merge_batch", _batch_sql(good), list(window)) as batch:
+            with merge_batch(con, good, window) as batch:
                 # raw is read only over the batch's own span: a year merged a month at a time
                 # then reads each month once, not the whole year twelve times
                 span = con.execute(f"SELECT min(ts), max(ts) FROM {batch}").fetchone()
@@ -519,16 +519,44 @@ def temp_table(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: list
         con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+@contextmanager
+def merge_batch(con: duckdb.DuckDBPyConnection, good: Sequence[ParsedFile],
+                window: tuple[datetime, datetime]) -> Iterator[str]:
+    """``merge_batch`` while the block runs: one row per key of ``good`` inside ``window``
+    (variable_id, ts, value, line, source_file, copies).
+
+    One file with one reading per key has nothing to rank: the batch is then a temp view over
+    the file's table, read where it is used (a copy of every reading cost as much as a sixth of
+    a merge into an empty span). Otherwise it is a temp table ranked by :func:`_batch_sql`."""
+    if len(good) == 1 and good[0].unique_keys:
+        only = good[0]
+        con.execute(f"""
+            CREATE OR REPLACE TEMP VIEW merge_batch AS
+            SELECT variable_id, ts, value, line, {_quote(only.name)} AS source_file, 1 AS copies FROM {only.table}
+            WHERE ts >= {_instant_sql(window[0])} AND ts < {_instant_sql(window[1])}
+        """)
+        try:
+            yield "merge_batch"
+        finally:
+            con.execute("DROP VIEW IF EXISTS merge_batch")
+    else:
+        with temp_table(con, "merge_batch", _batch_sql(good), list(window)) as batch:
+            yield batch
+
+
+def _instant_sql(instant: datetime) -> str:
+    """``instant`` as a SQL literal of the type a bound parameter would have (a view takes none)."""
+    kind = "TIMESTAMP" if instant.tzinfo is None else "TIMESTAMPTZ"
+    return f"{kind} '{instant.isoformat()}'"
+
+
 def _batch_sql(good: Sequence[ParsedFile]) -> str:
     """One row per key inside the window (two ``?``): the newest file's, with ``copies``, the
-    number of files of the batch that hold the key."""
+    number of files of the batch that hold the key (window functions: several files, or a
+    file that may hold a key twice)."""
     union = " UNION ALL ".join(
         f"SELECT variable_id, ts, value, line, {i} AS file_order, {_quote(p.name)} AS source_file FROM {p.table}"
         for i, p in enumerate(good))
-    if len(good) == 1 and good[0].unique_keys:
-        # one file with one reading per key: nothing to rank (the window functions below
-        # cost more than the rest of the batch)
-        return f"SELECT variable_id, ts, value, line, source_file, 1 AS copies FROM ({union}) WHERE ts >= ? AND ts < ?"
     return f"""
         SELECT variable_id, ts, value, line, source_file,
                count(*) OVER (PARTITION BY variable_id, ts) AS copies
@@ -557,10 +585,12 @@ def _insert_new_span(con: duckdb.DuckDBPyConnection, batch: str, report: IngestR
     is new, so the batch is inserted as it is, without the join against raw. Nothing is left to
     verify: the batch holds one row per key (ranked, or one file whose parse kept the last line
     of each key) and raw held no other row in the span."""
-    stored, folded = con.execute(f"SELECT count(*), coalesce(sum(copies - 1), 0) FROM {batch}").fetchone()
+    stored = con.execute(f"INSERT INTO raw.measurements SELECT variable_id, ts, value, source_file, line, ? FROM {batch}",
+                         [now]).fetchone()[0]
+    # copies is 1 throughout a view's batch: the filter then leaves nothing to read
+    folded = con.execute(f"SELECT coalesce(sum(copies - 1), 0) FROM {batch} WHERE copies > 1").fetchone()[0]
     report.rows_in_window, report.overlapping_rows, report.inserted = int(stored), int(folded), int(stored)
     report.revised, report.unchanged = 0, 0
-    con.execute(f"INSERT INTO raw.measurements SELECT variable_id, ts, value, source_file, line, ? FROM {batch}", [now])
 
 
 def _count_merge(con: duckdb.DuckDBPyConnection, batch: str, span: tuple[datetime, datetime],
