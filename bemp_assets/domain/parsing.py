@@ -102,12 +102,15 @@ def partition_range(site: SiteConfig, now: datetime | None = None) -> TimeRange:
 
 
 @dataclass
-class ParsedFile:
-    """One parsed file. ``table`` names a temp table (variable_id, ts, value, line)."""
+class StagedReadings:
+    """Readings staged for a merge into raw (:func:`warehouse.ingest`): a parsed file, or an HTTP
+    batch (:func:`raw_ingest.ingest_readings`). ``table`` names a temp table (variable_id, ts,
+    value, line); ``variables`` is their catalogue (meta.variables' descriptive columns)."""
 
-    path: Path
-    source: str
-    sha256: str
+    source: str = ""
+    # what raw.measurements.source_file and raw.rejects name: the file name, or an API endpoint
+    label: str = ""
+    sha256: str = ""
     table: str | None = None
     rows: int = 0
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
@@ -116,21 +119,30 @@ class ParsedFile:
     warnings: list[str] = field(default_factory=list)
     # True when ``table`` holds at most one row per (variable_id, ts), so a merge need not rank
     unique_keys: bool = False
-    # what raw.measurements.source_file and raw.rejects name: the file name, or an API endpoint
-    label: str = ""
-    lines: int = 0          # physical lines, header included
+    lines: int = 0          # physical lines, header included (0 for a batch)
     blank_lines: int = 0    # empty lines: nothing to read
     missing_cells: int = 0  # empty value cells of wide lines that were read (not readings, not rejects)
 
     @property
     def name(self) -> str:
-        return self.label or self.path.name
+        return self.label
 
     @property
     def records(self) -> int:
-        """Readings and rejects this file yielded; each ends stored, folded, outside the run's
-        window (readings) or in raw.rejects (rejects). A file rejected whole yields one reject."""
+        """Readings and rejects this file or batch yielded; each ends stored, folded, outside the
+        run's window (readings) or in raw.rejects (rejects). A file rejected whole yields one reject."""
         return self.rows + len(self.rejects)
+
+
+@dataclass
+class ParsedFile(StagedReadings):
+    """One parsed file (:func:`parse_file`), named by its file name unless ``label`` says otherwise."""
+
+    path: Path = Path()
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name
 
 
 # --------------------------------------------------------------------------- bytes -> UTF-8 text

@@ -30,7 +30,7 @@ import duckdb
 from .config import BempConfig, SourceConfig
 from .inbox import file_days
 from .live import ReadingBatch
-from .parsing import ParsedFile, TimeRange, parse_file
+from .parsing import ParsedFile, StagedReadings, TimeRange, parse_file
 from .warehouse import IngestReport, ingest, registered, temp_table
 
 Days = tuple[date, date] | None
@@ -113,9 +113,9 @@ def ingest_readings(con: duckdb.DuckDBPyConnection, source, tz: str, batch: Read
     with ``also``; the readings are staged in a temp table only while the merge runs."""
     sql = "SELECT variable_id, ts::TIMESTAMPTZ AS ts, value, 0::INTEGER AS line FROM _readings"
     with registered(con, _readings=batch.readings), temp_table(con, "stage_readings", sql) as table:
-        parsed = ParsedFile(path=Path(batch.label), source=batch.source, sha256="", table=table, label=batch.label,
-                            rows=len(batch.readings), rejects=batch.rejects, variables=batch.variables, unique_keys=True)
-        return ingest(con, source, tz, [parsed], window, now, also=also)
+        staged = StagedReadings(source=batch.source, label=batch.label, table=table, rows=len(batch.readings),
+                                rejects=batch.rejects, variables=batch.variables, unique_keys=True)
+        return ingest(con, source, tz, [staged], window, now, also=also)
 
 
 def window_days(window: tuple[datetime, datetime], site_tz: str) -> tuple[date, date]:

@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 
 from .lake import retrying
-from .parsing import ParsedFile
+from .parsing import StagedReadings
 
 T = TypeVar("T")
 
@@ -373,7 +373,7 @@ class IngestReport:
     per_file: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
-    def of_files(cls, parsed: Sequence[ParsedFile]) -> "IngestReport":
+    def of_files(cls, parsed: Sequence[StagedReadings]) -> "IngestReport":
         """The files' own accounting, before any merge."""
         return cls(files=[p.name for p in parsed], failed_files={p.name: p.error for p in parsed if p.error},
                    warnings=[w for p in parsed for w in p.warnings],
@@ -400,13 +400,13 @@ class IngestReport:
         return self.overlapping_rows
 
 
-def _file_accounting(p: ParsedFile) -> dict[str, int]:
+def _file_accounting(p: StagedReadings) -> dict[str, int]:
     """A file's own line and record counts (its share of stored/folded/outside is the run's)."""
     return {"lines": p.lines, "blank_lines": p.blank_lines, "readings": p.rows,
             "rejected": len(p.rejects), "missing_cells": p.missing_cells}
 
 
-def _upsert_variables(con, source, tz: str, parsed: Sequence[ParsedFile], now: datetime) -> int:
+def _upsert_variables(con, source, tz: str, parsed: Sequence[StagedReadings], now: datetime) -> int:
     """Describe the variables of ``parsed`` in meta.variables: known ones updated in place (their
     first_seen kept), new ones inserted; an update then an anti-join insert, no ON CONFLICT."""
     frames = [p.variables for p in parsed if p.table and len(p.variables)]
@@ -439,7 +439,7 @@ def registered(con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterat
             con.unregister(name)
 
 
-def _insert_rejects(con, source_name: str, parsed: Sequence[ParsedFile], now: datetime) -> tuple[int, int]:
+def _insert_rejects(con, source_name: str, parsed: Sequence[StagedReadings], now: datetime) -> tuple[int, int]:
     frames = []
     for p in parsed:
         if len(p.rejects):
@@ -472,11 +472,11 @@ def store_rejects(con, source_name: str, rejects: pd.DataFrame, now: datetime) -
     return inserted
 
 
-def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[ParsedFile],
+def ingest(con: duckdb.DuckDBPyConnection, source, tz: str, parsed: Sequence[StagedReadings],
            window: tuple[datetime, datetime], now: datetime,
            also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> IngestReport:
-    """Merge parsed files (oldest first) of one source into raw, for readings inside ``window``,
-    in one transaction.
+    """Merge staged readings (parsed files, oldest first, or an HTTP batch) of one source into
+    raw, for readings inside ``window``, in one transaction.
 
     Rule for a key present in several files: the newest file (last in ``parsed``) wins.
     Rule against the warehouse: an equal value is left untouched (ingested_at keeps its first
@@ -520,7 +520,7 @@ def temp_table(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: list
 
 
 @contextmanager
-def merge_batch(con: duckdb.DuckDBPyConnection, good: Sequence[ParsedFile],
+def merge_batch(con: duckdb.DuckDBPyConnection, good: Sequence[StagedReadings],
                 window: tuple[datetime, datetime]) -> Iterator[str]:
     """``merge_batch`` while the block runs: one row per key of ``good`` inside ``window``
     (variable_id, ts, value, line, source_file, copies).
@@ -550,7 +550,7 @@ def _instant_sql(instant: datetime) -> str:
     return f"{kind} '{instant.isoformat()}'"
 
 
-def _batch_sql(good: Sequence[ParsedFile]) -> str:
+def _batch_sql(good: Sequence[StagedReadings]) -> str:
     """One row per key inside the window (two ``?``): the newest file's, with ``copies``, the
     number of files of the batch that hold the key (window functions: several files, or a
     file that may hold a key twice)."""
