@@ -95,12 +95,12 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
     if variables is None:
         variables = [v for (v,) in con.execute("SELECT variable_id FROM meta.variables").fetchall()]
     now = datetime.now(timezone.utc)
-    judging = Judging(rules.rule_thresholds(con, config), variables, start, tz, config.commissioning.as_of or now,
+    judging = Judging(rules.rule_thresholds(con, config), variables, tz, config.commissioning.as_of or now,
                       config.commissioning.reset_fraction)
     if {"completeness", "freshness"} & set(names):  # the rules judged on the days of a life only
         judging.life = rules.life_of(con, tz, rules.commissioning_dates(config), window=(start, end), variables=variables)
     labels = rules.variable_labels(con)
-    outcomes = [_outcome(con, judging, name, start, end) for name in names]
+    outcomes = [judge(con, judging, name, start, end) for name in names]
     rules.record(con, outcomes, context.asset_key.to_user_string(), context.run.run_id, now)
     verdicts = {}
     for outcome in outcomes:
@@ -114,36 +114,47 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
 
 @dataclass
 class Judging:
-    """What every rule of one evaluation needs: thresholds, variables, the run's start (the
-    chunks' context), the site's time zone, the instant judged at, and the life when needed."""
+    """What every rule of one evaluation needs: thresholds, variables, the site's time zone,
+    the instant judged at, the life when needed, and how many days one statement judges."""
 
     thresholds: pd.DataFrame
     variables: list[str]
-    run_start: datetime
     tz: str
     as_of: datetime
     reset_fraction: float
     life: rules.Life | None = None
+    chunk_days: int = rules.CHUNK_DAYS
 
 
-def _outcome(con, judging: Judging, name: str, start: datetime, end: datetime) -> RuleOutcome:
-    """Rule ``name`` over [start, end), its statistics computed a chunk of days at a time
-    (``rules.day_chunks``): memory and time per chunk do not grow with the run's length."""
-    frames = [_chunk_stats(con, judging, name, chunk) for chunk in rules.day_chunks(start, end, judging.tz)]
+# the rules whose statistics compare a reading with the one before it (carried across chunks)
+FOLLOWS_READINGS = ("correctness", "frequency", "freshness")
+
+
+def judge(con, judging: Judging, name: str, start: datetime, end: datetime) -> RuleOutcome:
+    """Rule ``name`` over [start, end), its statistics computed ``chunk_days`` days at a time
+    (``rules.day_chunks``): memory and time per chunk do not grow with the run's length. Each
+    chunk gets the newest reading of each variable before it, carried from the chunk before
+    (for freshness, from all history before the run), so the rows equal one pass."""
+    previous = rules.newest_readings(con, None, start, judging.variables) if name == "freshness" else None
+    frames = []
+    for chunk in rules.day_chunks(start, end, judging.tz, judging.chunk_days):
+        frames.append(_chunk_stats(con, judging, name, chunk, previous))
+        if name in FOLLOWS_READINGS:
+            previous = rules.newest_readings(con, *chunk, judging.variables, previous)
     stats = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
     stats = stats.sort_values(["variable_id", "day"], kind="stable", ignore_index=True)  # as one pass orders them
     return rules.evaluate(name, stats, upper_bound=name != "completeness")
 
 
-def _chunk_stats(con, j: Judging, name: str, chunk: tuple[datetime, datetime]) -> pd.DataFrame:
-    """Rule ``name``'s per variable-day statistics over one chunk of the run; a chunk's first
-    readings are compared with the previous ones of the run, as in one pass."""
+def _chunk_stats(con, j: Judging, name: str, chunk: tuple[datetime, datetime],
+                 previous: pd.DataFrame | None) -> pd.DataFrame:
+    """Rule ``name``'s per variable-day statistics over one chunk of the run."""
     if name == "correctness":
-        return rules.correctness_stats(con, j.thresholds, *chunk, j.tz, j.variables, j.reset_fraction, j.run_start)
+        return rules.correctness_stats(con, j.thresholds, *chunk, j.tz, j.variables, j.reset_fraction, previous)
     if name == "frequency":
-        return rules.frequency_stats(con, j.thresholds, *chunk, j.tz, j.variables, j.run_start)
+        return rules.frequency_stats(con, j.thresholds, *chunk, j.tz, j.variables, previous)
     if name == "freshness":
-        return rules.freshness_stats(con, j.thresholds, j.life, *chunk, j.tz, j.as_of, j.variables)
+        return rules.freshness_stats(con, j.thresholds, j.life, *chunk, j.tz, j.as_of, j.variables, previous)
     if name == "duplicates":
         return rules.duplicate_stats(con, "clean.measurements", *chunk, j.tz)
     return rules.completeness_stats(con, j.thresholds, j.life, *chunk, j.tz, j.variables)

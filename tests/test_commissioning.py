@@ -4,6 +4,7 @@ from datetime import date, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
+from bemp_assets.checks import Judging, judge
 from bemp_assets.domain import commissioning as rules
 from bemp_assets.domain.status import (ExportError, board_time, coverage_matrix, current_board, export_series,
                                        installation_status, source_heatmaps)
@@ -304,19 +305,14 @@ def test_rules_judged_a_chunk_at_a_time_equal_one_pass(con, config, rules_ready)
     seed(con, "room.temperature", [m for m in hours if not 71 <= m // 60 <= 73], [20.0] * (len(hours) - 3),
          interval_s=3600)
     thresholds = rules_ready()
-    life = rules.life_of(con, "UTC")
     start, end, variables = T0, T0 + timedelta(days=10), ["m.active_energy", "room.temperature"]
     assert [c[0].day for c in rules.day_chunks(start, end, "UTC", days=3)] == [1, 4, 7, 10]
+    life = rules.life_of(con, "UTC")
 
     def judged(days):
-        frames = {"correctness": [], "frequency": [], "freshness": [], "completeness": []}
-        for chunk in rules.day_chunks(start, end, "UTC", days=days):
-            frames["correctness"].append(rules.correctness_stats(con, thresholds, *chunk, "UTC", variables, 0.1, start))
-            frames["frequency"].append(rules.frequency_stats(con, thresholds, *chunk, "UTC", variables, start))
-            frames["freshness"].append(rules.freshness_stats(con, thresholds, life, *chunk, "UTC", end, variables))
-            frames["completeness"].append(rules.completeness_stats(con, thresholds, life, *chunk, "UTC", variables))
-        return {rule: pd.concat(parts).sort_values(["variable_id", "day"], ignore_index=True)
-                for rule, parts in frames.items()}
+        judging = Judging(thresholds, variables, "UTC", end, 0.1, life, chunk_days=days)
+        return {name: judge(con, judging, name, start, end).details
+                for name in ("correctness", "frequency", "freshness", "completeness")}
 
     chunked, whole = judged(3), judged(1000)
     for rule in whole:

@@ -16,10 +16,11 @@ says how each verdict gates downstream use.
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -27,7 +28,7 @@ import pandas as pd
 
 from .config import BempConfig
 from .parsing import SUPPORTED_RANGE
-from .warehouse import registered, write_transaction
+from .warehouse import registered, temp_table, write_transaction
 
 RESULT_COLUMNS = ["variable_id", "day", "observed", "threshold"]
 PASS, FAIL, NO_DATA = "pass", "fail", "no_data"
@@ -204,6 +205,18 @@ LIFE_DAYS = """life_days AS (
 )"""
 
 
+@contextmanager
+def judged_days(con: duckdb.DuckDBPyConnection, life: Life, start: datetime, end: datetime, tz: str,
+                variables: list[str]) -> Iterator[str]:
+    """Temp table ``_life_days`` (LIFE_DAYS) while the block runs. A DuckDB table, not a CTE
+    of the statistics' statement nor an Arrow table: DuckDB 1.5.5 plans the freshness as-of
+    join over either about 8x slower (0.9 s against 0.11 s per 30 days of 20 meters)."""
+    params = {"start": start, "end": end, "tz": tz, "variables": variables}
+    with registered(con, **life.relations()), \
+            temp_table(con, "_life_days", f"WITH {LIFE_DAYS} SELECT * FROM life_days", params) as table:
+        yield table
+
+
 # ------------------------------------------------------------------ statistics (DuckDB)
 # days of a run judged by one statement: a year of 100 meters at one sample a minute judged in
 # one pass sorted 52 M readings under the memory cap (20-35 s a rule; BENCHMARKS.md, issue 14)
@@ -234,25 +247,41 @@ LOCAL_DAYS = """local_days AS (
 QUARTER_OF = "epoch_ms({}.ts) // 900000"
 
 
-# the readings (variable_id, ts, value) of $variables in [$start, $end), plus each variable's last
-# one in [$context_from, $start), whose row a window function may use as the previous reading
-# (the caller keeps only ts >= $start): a chunk of a longer run then judges its first readings
-# as one pass over the run would
+# the readings (variable_id, ts, value) of $variables in [$start, $end), plus ``_previous``: each
+# variable's newest reading before $start, whose row a window function may use as the previous
+# reading (the caller keeps only ts >= $start): a chunk of a longer run then judges its first
+# readings as one pass over the run would
 READINGS_WITH_PREVIOUS = """
     SELECT variable_id, ts, value FROM raw.measurements
-    WHERE list_contains($variables, variable_id) AND ts >= $start AND ts < $end
+    WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT unnest($variables::VARCHAR[]))
     UNION ALL
-    SELECT variable_id, max(ts) AS ts, arg_max(value, ts) AS value FROM raw.measurements
-    WHERE list_contains($variables, variable_id) AND ts >= $context_from AND ts < $start GROUP BY variable_id"""
+    SELECT variable_id, ts, value FROM _previous"""
+NO_PREVIOUS = pd.DataFrame({"variable_id": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+                            "value": pd.Series(dtype=float)})
+
+
+def newest_readings(con, start: datetime | None, end: datetime, variables: list[str],
+                    before: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per variable of ``variables``: its newest reading (variable_id, ts, value) in [start,
+    end) (``start`` None: all history before ``end``), else its row of ``before``. Carried from
+    chunk to chunk, it gives each chunk the readings before it without reading them again."""
+    with registered(con, _before=NO_PREVIOUS if before is None else before):
+        return con.execute("""
+            SELECT variable_id, max(ts) AS ts, arg_max(value, ts) AS value FROM (
+                SELECT variable_id, ts, value FROM raw.measurements
+                WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT unnest($variables::VARCHAR[]))
+                UNION ALL SELECT variable_id, ts, value FROM _before
+            ) GROUP BY variable_id
+        """, {"start": start or SUPPORTED_RANGE.start, "end": end, "variables": variables}).df()
 
 
 def correctness_stats(con, thresholds: pd.DataFrame, start: datetime, end: datetime, tz: str, variables: list[str],
-                      reset_fraction: float, context_from: datetime | None = None) -> pd.DataFrame:
+                      reset_fraction: float, previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per variable and local day: readings outside the physical range, and counter decreases
     that are not resets (a reset drops below ``reset_fraction`` of the previous reading).
-    ``context_from``: the previous reading of a variable's first one may date from then on
-    (a chunk of a longer run: its first reading is compared as in one pass over the run)."""
-    with registered(con, _rules=thresholds):
+    ``previous`` (:func:`newest_readings`): each variable's reading before ``start`` its first
+    one is compared with (a chunk of a longer run, judged as in one pass over the run)."""
+    with registered(con, _rules=thresholds, _previous=NO_PREVIOUS if previous is None else previous):
         return con.execute(f"""
         WITH {LOCAL_DAYS},
         r AS (
@@ -267,16 +296,15 @@ def correctness_stats(con, thresholds: pd.DataFrame, start: datetime, end: datet
                min(value) AS lowest, max(value) AS highest, any_value(min) AS range_min, any_value(max) AS range_max
         FROM r JOIN local_days l ON l.quarter = {QUARTER_OF.format("r")}
         WHERE r.ts >= $start GROUP BY ALL ORDER BY r.variable_id, l.day
-    """, {"start": start, "end": end, "tz": tz, "variables": variables, "fraction": reset_fraction,
-          "context_from": context_from or start}).df()
+    """, {"start": start, "end": end, "tz": tz, "variables": variables, "fraction": reset_fraction}).df()
 
 
 def frequency_stats(con, thresholds: pd.DataFrame, start: datetime, end: datetime, tz: str, variables: list[str],
-                    context_from: datetime | None = None) -> pd.DataFrame:
+                    previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per variable and local day: relative deviation of the median sampling interval from the
-    expected one (a step belongs to the day of its later reading). ``context_from`` as for
+    expected one (a step belongs to the day of its later reading). ``previous`` as for
     :func:`correctness_stats`."""
-    with registered(con, _rules=thresholds):
+    with registered(con, _rules=thresholds, _previous=NO_PREVIOUS if previous is None else previous):
         return con.execute(f"""
         WITH {LOCAL_DAYS},
         gaps AS (
@@ -289,7 +317,7 @@ def frequency_stats(con, thresholds: pd.DataFrame, start: datetime, end: datetim
                median(g.step) AS median_interval_s, any_value(u.interval_s) AS expected_interval_s
         FROM gaps g JOIN _rules u USING (variable_id) JOIN local_days l ON l.quarter = {QUARTER_OF.format("g")}
         WHERE g.step IS NOT NULL AND g.ts >= $start GROUP BY ALL ORDER BY g.variable_id, l.day
-    """, {"start": start, "end": end, "tz": tz, "variables": variables, "context_from": context_from or start}).df()
+    """, {"start": start, "end": end, "tz": tz, "variables": variables}).df()
 
 
 def completeness_stats(con, thresholds: pd.DataFrame, life: Life, start: datetime, end: datetime, tz: str,
@@ -304,13 +332,13 @@ def completeness_stats(con, thresholds: pd.DataFrame, life: Life, start: datetim
     device delivered anything at all that day; the caller turns a silent device's day into a
     ``no_data`` verdict.
     """
-    with registered(con, _rules=thresholds, **life.relations()):
+    with registered(con, _rules=thresholds), judged_days(con, life, start, end, tz, variables):
         return con.execute(f"""
-        WITH {LIFE_DAYS}, {LOCAL_DAYS},
+        WITH {LOCAL_DAYS},
         present AS (
             SELECT m.variable_id, l.day, count(*) AS n
             FROM raw.measurements m JOIN local_days l ON l.quarter = {QUARTER_OF.format("m")}
-            WHERE m.ts >= $start AND m.ts < $end AND list_contains($variables, m.variable_id) GROUP BY ALL
+            WHERE m.ts >= $start AND m.ts < $end AND m.variable_id IN (SELECT unnest($variables::VARCHAR[])) GROUP BY ALL
         ),
         expected AS (
             SELECT d.variable_id, d.device, d.day, u.interval_s, u.completeness_min,
@@ -319,7 +347,7 @@ def completeness_stats(con, thresholds: pd.DataFrame, life: Life, start: datetim
                         WHEN d.opens THEN coalesce(d.source_first_ts, d.day_start) ELSE d.day_start END AS from_ts,
                    CASE WHEN d.closes THEN least(d.day_end, coalesce(d.source_last_ts, d.day_end) + to_seconds(u.interval_s))
                         ELSE d.day_end END AS to_ts
-            FROM life_days d JOIN _rules u USING (variable_id)
+            FROM _life_days d JOIN _rules u USING (variable_id)
         ),
         counted AS (
             SELECT e.*, coalesce(p.n, 0) AS n, ceil((epoch(e.to_ts) - epoch(e.from_ts)) / e.interval_s) AS expected_n
@@ -343,22 +371,22 @@ def duplicate_stats(con, table: str, start: datetime, end: datetime, tz: str) ->
 
 
 def freshness_stats(con, thresholds: pd.DataFrame, life: Life, start: datetime, end: datetime, tz: str,
-                    as_of: datetime, variables: list[str]) -> pd.DataFrame:
+                    as_of: datetime, variables: list[str], previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per variable and local day of its life: seconds since its newest reading at the end of
     that day, or at ``as_of`` for the day containing it (the live case). Days after ``as_of``
-    are not judged."""
-    with registered(con, _rules=thresholds, **life.relations()):
+    are not judged. ``previous``: :func:`newest_readings` before ``start`` (read when omitted)."""
+    if previous is None:  # the newest reading before the window, from all history
+        previous = newest_readings(con, None, start, variables)
+    with registered(con, _rules=thresholds, _previous=previous), judged_days(con, life, start, end, tz, variables):
         return con.execute(f"""
-        WITH {LIFE_DAYS},
-        days AS (
-            SELECT *, least($as_of::TIMESTAMPTZ, day_end) AS at FROM life_days WHERE day_start < $as_of::TIMESTAMPTZ
+        WITH days AS (
+            SELECT *, least($as_of::TIMESTAMPTZ, day_end) AS at FROM _life_days WHERE day_start < $as_of::TIMESTAMPTZ
         ),
-        readings AS (  -- the window's, and the last before it: all an as-of match can pick
+        readings AS (  -- the window's, and the newest before it: all an as-of match can pick
             SELECT variable_id, ts FROM raw.measurements
-            WHERE ts >= $start AND ts < $end AND list_contains($variables, variable_id)
+            WHERE ts >= $start AND ts < $end AND variable_id IN (SELECT unnest($variables::VARCHAR[]))
             UNION ALL
-            SELECT variable_id, max(ts) FROM raw.measurements
-            WHERE ts < $start AND list_contains($variables, variable_id) GROUP BY variable_id
+            SELECT variable_id, ts FROM _previous
         )
         SELECT d.variable_id, d.day,
                epoch(d.at) - epoch(coalesce(r.ts, timezone($tz, d.first_day::TIMESTAMP))) AS observed,
