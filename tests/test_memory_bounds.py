@@ -37,9 +37,9 @@ def session_limit(tmp_path, monkeypatch, value: str | None) -> float:
         return setting_bytes(con)
 
 
-def test_a_warehouse_session_is_capped_at_1gb_by_default(tmp_path, monkeypatch):
-    # 1GB = 10**9 bytes = 953.67 MiB; DuckDB shows one decimal
-    assert session_limit(tmp_path, monkeypatch, None) == pytest.approx(1e9, abs=0.1 * 2 ** 20)
+def test_a_warehouse_session_is_capped_at_512mb_by_default(tmp_path, monkeypatch):
+    # 512MB = 512 * 10**6 bytes = 488.28 MiB; DuckDB shows one decimal
+    assert session_limit(tmp_path, monkeypatch, None) == pytest.approx(512e6, abs=0.1 * 2 ** 20)
 
 
 def test_the_environment_raises_the_cap_or_lifts_it(tmp_path, monkeypatch):
