@@ -100,7 +100,7 @@ def evaluate_rules(context: AssetExecutionContext, con: duckdb.DuckDBPyConnectio
     if {"completeness", "freshness"} & set(names):  # the rules judged on the days of a life only
         judging.life = rules.life_of(con, tz, rules.commissioning_dates(config), window=(start, end), variables=variables)
     labels = rules.variable_labels(con)
-    outcomes = [judge(con, judging, name, start, end) for name in names]
+    outcomes = judge(con, judging, names, start, end)
     rules.record(con, outcomes, context.asset_key.to_user_string(), context.run.run_id, now)
     verdicts = {}
     for outcome in outcomes:
@@ -127,22 +127,34 @@ class Judging:
 
 
 # the rules whose statistics compare a reading with the one before it (carried across chunks)
-FOLLOWS_READINGS = ("correctness", "frequency", "freshness")
+FOLLOWS_READINGS = {"correctness", "frequency", "freshness"}
 
 
-def judge(con, judging: Judging, name: str, start: datetime, end: datetime) -> RuleOutcome:
-    """Rule ``name`` over [start, end), its statistics computed ``chunk_days`` days at a time
-    (``rules.day_chunks``): memory and time per chunk do not grow with the run's length. Each
-    chunk gets the newest reading of each variable before it, carried from the chunk before
-    (for freshness, from all history before the run), so the rows equal one pass."""
-    previous = rules.newest_readings(con, None, start, judging.variables) if name == "freshness" else None
-    frames = []
-    for chunk in rules.day_chunks(start, end, judging.tz, judging.chunk_days):
-        frames.append(_chunk_stats(con, judging, name, chunk, previous))
-        if name in FOLLOWS_READINGS:
+def judge(con, judging: Judging, names: list[str], start: datetime, end: datetime) -> list[RuleOutcome]:
+    """Rules ``names`` over [start, end), their statistics computed ``chunk_days`` days at a time
+    (``rules.day_chunks``): memory and time per chunk do not grow with the run's length.
+
+    Each chunk gets every variable's newest reading before it, read once per chunk for all the
+    rules and carried to the next: freshness takes it from all history before the run,
+    correctness and frequency only from the run (as one pass over the run would), so the rows
+    equal one pass."""
+    follows = FOLLOWS_READINGS & set(names)
+    previous = rules.newest_readings(con, None, start, judging.variables) if "freshness" in follows else None
+    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+    chunks = rules.day_chunks(start, end, judging.tz, judging.chunk_days)
+    for index, chunk in enumerate(chunks):
+        in_run = None if previous is None else previous[previous["ts"] >= start]
+        for name in names:
+            frames[name].append(_chunk_stats(con, judging, name, chunk, previous if name == "freshness" else in_run))
+        if follows and index + 1 < len(chunks):
             previous = rules.newest_readings(con, *chunk, judging.variables, previous)
-    stats = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
-    stats = stats.sort_values(["variable_id", "day"], kind="stable", ignore_index=True)  # as one pass orders them
+    return [_outcome(name, parts) for name, parts in frames.items()]
+
+
+def _outcome(name: str, parts: list[pd.DataFrame]) -> RuleOutcome:
+    """The rule's verdicts over its chunks' statistics, ordered as one pass orders them."""
+    stats = pd.concat([f for f in parts if len(f)] or parts[:1], ignore_index=True)
+    stats = stats.sort_values(["variable_id", "day"], kind="stable", ignore_index=True)
     return rules.evaluate(name, stats, upper_bound=name != "completeness")
 
 

@@ -304,6 +304,9 @@ def test_rules_judged_a_chunk_at_a_time_equal_one_pass(con, config, rules_ready)
          kind="cumulative", interval_s=3600, parameter="active_energy")
     seed(con, "room.temperature", [m for m in hours if not 71 <= m // 60 <= 73], [20.0] * (len(hours) - 3),
          interval_s=3600)
+    # a day before the run, a higher counter value: one pass over the run never compares with it
+    con.execute("INSERT INTO raw.measurements VALUES ('m.active_energy', ?, 5000.0, 'crafted.csv', 0, ?)",
+                [T0 - timedelta(days=1), T0])
     thresholds = rules_ready()
     start, end, variables = T0, T0 + timedelta(days=10), ["m.active_energy", "room.temperature"]
     assert [c[0].day for c in rules.day_chunks(start, end, "UTC", days=3)] == [1, 4, 7, 10]
@@ -311,8 +314,8 @@ def test_rules_judged_a_chunk_at_a_time_equal_one_pass(con, config, rules_ready)
 
     def judged(days):
         judging = Judging(thresholds, variables, "UTC", end, 0.1, life, chunk_days=days)
-        return {name: judge(con, judging, name, start, end).details
-                for name in ("correctness", "frequency", "freshness", "completeness")}
+        names = ["correctness", "frequency", "freshness", "completeness"]
+        return {outcome.rule: outcome.details for outcome in judge(con, judging, names, start, end)}
 
     chunked, whole = judged(3), judged(1000)
     for rule in whole:
