@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from bemp_assets.domain.config import SiteConfig, SourceConfig
+from bemp_assets.domain.connection import scratch
 from bemp_assets.domain.parsing import DOT_NUMBER, REACH_HEADER, REACH_TIME_FORMAT, partition_range
 
 OFFSET = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
@@ -195,7 +195,7 @@ def _reach_times(ts: pd.Series) -> np.ndarray:
     """UTC instants as REACH local text ``HH:MM:SS DD/MM/YYYY`` (DuckDB: some ten times faster
     than pandas' strftime on a large batch); None where there is no instant."""
     frame = pd.DataFrame({"i": np.arange(len(ts)), "ts": ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()})
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.register("batch", frame)
         return con.execute(f"SELECT strftime(ts, '{REACH_TIME_FORMAT}') FROM batch ORDER BY i").df().iloc[:, 0].to_numpy()
 

@@ -115,6 +115,15 @@ def connect(path: Target | str, read_only: bool = False, wait_s: float | None = 
             time.sleep(RETRY_EVERY_S)
 
 
+def scratch() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for a statement over a file or a frame. Quiet: DuckDB draws a
+    progress bar for statements over 2 s (scanning a monthly export for its days is one), and
+    on a terminal or in a run's log that is lines of bar characters, not information."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # a session option, not accepted by connect()
+    return con
+
+
 def damaged(path: Path, message: str) -> WarehouseDamaged:
     first = message.splitlines()[0] if message else "unknown error"
     return WarehouseDamaged(

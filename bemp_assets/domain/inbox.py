@@ -12,7 +12,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+
 from .config import BempConfig, SourceConfig
+from .connection import scratch
 from .parsing import REACH_TIME_FORMAT, FileShapeError, check_header, ident, partition_range, read_csv_sql, utf8_text
 
 CACHED_FILES = 4096  # file_days answers kept (one per file version and source)
@@ -62,6 +64,47 @@ def source_dir(source: SourceConfig, inbox: Path) -> Path:
 
 def files_of(source: SourceConfig, config: BempConfig, inbox: Path) -> list[InboxFile]:
     return [f for f in list_inbox(source_dir(source, inbox)) if source_for(f.name, config, source.inbox) is source]
+
+
+@dataclass(frozen=True)
+class HeldDays:
+    """The days the files of every source hold: ``dated`` by source name (each file's padded
+    first and last day), and ``undated``, the sources with a file whose days cannot be read
+    (its source's run rejects it whole and says why)."""
+    dated: dict[str, list[tuple[date, date]]]
+    undated: frozenset[str]
+
+    def spans(self) -> list[tuple[date, date]]:
+        """The day ranges all files hold, overlapping or adjacent ranges merged (a year without
+        data between two exports is not a span)."""
+        merged: list[tuple[date, date]] = []
+        for first, last in sorted(days for ranges in self.dated.values() for days in ranges):
+            if merged and first <= merged[-1][1] + timedelta(days=1):
+                merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+            else:
+                merged.append((first, last))
+        return merged
+
+    def sources_within(self, first: date, last: date) -> list[str]:
+        """The sources with a file holding a day of [first, last], or with an undated file."""
+        return sorted(self.undated | {name for name, ranges in self.dated.items()
+                                      if any(a <= last and first <= b for a, b in ranges)})
+
+
+def held_days(inbox: Path, config: BempConfig) -> HeldDays:
+    """:class:`HeldDays` of every source's files: the inbox's and those in a source's own folder
+    (the API's landing area). Uses the file_days cache the raw runs share."""
+    cache = days_cache(inbox)
+    dated: dict[str, list[tuple[date, date]]] = {}
+    undated = set()
+    for source in config.sources:
+        for f in files_of(source, config, inbox):
+            days = file_days(f.path, source, config, cache=cache)
+            if days:
+                dated.setdefault(source.name, []).append(days)
+            else:
+                undated.add(source.name)
+    return HeldDays(dated, frozenset(undated))
 
 
 def file_days(path: Path, source: SourceConfig, config: BempConfig,
@@ -135,7 +178,7 @@ def _scan_days(path: Path, source: SourceConfig, lo: datetime, hi: datetime) -> 
             if text.error:
                 return None
             header = check_header(text, source)
-            with duckdb.connect() as con:
+            with scratch() as con:
                 first, last = con.execute(
                     f"SELECT min(t)::DATE, max(t)::DATE FROM (SELECT try_strptime(trim({ident(column)}), ?) AS t "
                     f"FROM {read_csv_sql(text.path, header, ', ignore_errors = true')}) WHERE t >= ? AND t < ?",
