@@ -363,3 +363,14 @@ def test_life_registered_around_the_window_judges_as_the_whole_history(con, conf
             assert [pd.Timestamp(d).day for d in away_days] == [20, 21, 22, 23, 24]  # days 50..54 (March 1 + n)
             brief_days = around[1].loc[around[1]["variable_id"] == "brief.temperature"]
             assert len(brief_days) == 10 and (brief_days["observed"] == 0).sum() == 3  # days 45..47 empty
+
+
+def test_a_reading_just_before_1970_counts_on_its_own_day(con, config, rules_ready):
+    """Local days come from a lookup by UTC quarter hour: 23:50 on 31 Dec 1969 is in the quarter
+    from 23:45 (floored), not in the one from 00:00 (DuckDB's // truncates toward zero)."""
+    seed(con, "old.temperature", [0, 10], [90.0, 20.0])  # 90 is outside -30..60
+    con.execute("UPDATE raw.measurements SET ts = ts - (TIMESTAMPTZ '2021-03-01 00:00:00+00' - "
+                "TIMESTAMPTZ '1969-12-31 23:50:00+00') WHERE variable_id = 'old.temperature'")
+    start = datetime(1969, 12, 31, tzinfo=UTC)
+    stats = rules.correctness_stats(con, rules_ready(), start, start + timedelta(days=2), "UTC", ["old.temperature"], 0.1)
+    assert [(str(d)[:10], o, n) for d, o, n in zip(stats["day"], stats["observed"], stats["n"])] == [("1969-12-31", 1, 1), ("1970-01-01", 0, 1)]

@@ -28,6 +28,7 @@ import pandas as pd
 
 from .config import BempConfig
 from .parsing import SUPPORTED_RANGE
+from .timezones import floored
 from .warehouse import registered, temp_table, write_transaction
 
 RESULT_COLUMNS = ["variable_id", "day", "observed", "threshold"]
@@ -146,11 +147,11 @@ def life_of(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[str, dat
                    timezone($tz, source_last_ts)::DATE AS last_day
             FROM life
         """, {"tz": tz}).to_arrow_table()
-    device_days = con.execute("""
+    device_days = con.execute(f"""
         SELECT *, min(first_ts) OVER (PARTITION BY source, day) AS source_first_ts,
                max(last_ts) OVER (PARTITION BY source, day) AS source_last_ts
         FROM (SELECT source, device, timezone($tz, quarter)::DATE AS day, min(first_ts) AS first_ts, max(last_ts) AS last_ts
-              FROM (SELECT v.source, v.device, to_timestamp(epoch_ms(m.ts) // 900000 * 900) AS quarter,
+              FROM (SELECT v.source, v.device, to_timestamp({floored("epoch_ms(m.ts)", 900000)} * 900) AS quarter,
                            min(m.ts) AS first_ts, max(m.ts) AS last_ts
                     FROM raw.measurements m JOIN meta.variables v USING (variable_id)
                     WHERE m.ts >= $from_ts AND m.ts < $to_ts
@@ -244,7 +245,7 @@ LOCAL_DAYS = """local_days AS (
     SELECT epoch_ms(q) // 900000 AS quarter, timezone($tz, q)::DATE AS day
     FROM (SELECT unnest(generate_series($start::TIMESTAMPTZ, $end::TIMESTAMPTZ, INTERVAL 15 MINUTE)) AS q)
 )"""
-QUARTER_OF = "epoch_ms({}.ts) // 900000"
+QUARTER_OF = floored("epoch_ms({0}.ts)", 900000)
 
 
 # the readings (variable_id, ts, value) of $variables in [$start, $end), plus ``_previous``: each

@@ -21,6 +21,13 @@ import numpy as np
 import pandas as pd
 
 
+def floored(numerator: str, divisor: int) -> str:
+    """SQL: integer ``numerator`` divided by ``divisor``, rounded down: the number of a time
+    bucket. DuckDB's ``//`` truncates toward zero, which would put an instant just before 1970
+    into the bucket after it."""
+    return f"({numerator} // {divisor} - ({numerator} % {divisor} < 0)::BIGINT)"
+
+
 def local_time_map(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str) -> None:
     """Create temp table ``out``(local_ts, utc_first, utc_second, nonexistent, ambiguous)
     for every distinct non-null ``local_ts`` of table ``rows``."""
