@@ -44,7 +44,9 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
         metadata={"filter_chains": MetadataValue.json({c.name: c.version for c in chains})},
         check_specs=specs(["clean", "measurements"], ["duplicates"]),
         description="clean.measurements: every variable after its filter chain (de-accumulate, clip, set point, "
-                    "time step, ...); interval values labelled by interval start; one partition = one site day.",
+                    "time step, ...); interval values labelled by interval start; one partition = one site day. "
+                    "A view: filtered rows are stored in clean.stored, a variable without a chain shows its raw "
+                    "readings over the spans clean has processed (clean.passthrough; docs/warehouse.md).",
     )
     def clean_measurements(context: AssetExecutionContext, warehouse: WarehouseResource):
         start, end = run_window(context)

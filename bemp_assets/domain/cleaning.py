@@ -175,17 +175,17 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     # the unchained variables with readings in the window: they pass through it
     passing = sorted(v for v, chain in assignment.items() if chain is None and counts.get(v))
     report = CleanReport()
+    window = {"start": start, "end": end}
+    # the window will store FILTERED's rows and show every reading of the passing variables
+    passed = sum(counts[v] for v in passing)
 
     def write(con: duckdb.DuckDBPyConnection) -> tuple[int, set[str], int, int, int]:
-        window = {"start": start, "end": end}
         stored = _rewrite_stored if holds_rows(con, STORED, start, end) else _insert_stored
         changed, deleted, inserted = stored(con, window)
         changed |= _pass_through(con, window, passing, chain_ids)
         # rows that changed are replaced, new ones inserted, equal ones not written: no key is
         # needed, and concurrent clean runs (DuckLake) neither duplicate nor conflict (upsert)
         upsert(con, "meta.clean_variables", "profiles", ["variable_id"], ignore=["updated_at"])
-        # the window now stores FILTERED's rows and shows every reading of the passing variables
-        passed = sum(counts[v] for v in passing)
         return con.execute(f"SELECT count(*) FROM {FILTERED}").fetchone()[0] + passed, changed, deleted, inserted, passed
     with temp_table(con, FILTERED, f"SELECT {CLEAN_COLUMNS} FROM {STORED} LIMIT 0"):
         if chain_ids:
