@@ -140,20 +140,3 @@ def test_a_clean_table_from_before_the_view_keeps_its_rows(tmp_path, config):
     finally:
         con.close()
 
-
-def test_hourly_buckets_are_utc_hours_on_both_sides_of_1970(con):
-    """agg.hourly groups by the UTC hour (a number of hours since 1970, floored): readings at
-    23:10 and 23:50 on 31 Dec 1969 and 00:10 on 1 Jan 1970 make two hours, not one, and a
-    session in a half-hour zone changes nothing."""
-    from bemp_assets.domain.transform import rebuild_hourly
-
-    con.execute("INSERT INTO meta.variables VALUES ('v', 's', NULL, 'd', 'p', NULL, NULL, 'instantaneous', NULL, "
-                "'UTC', 600, now(), now())")
-    stamps = [datetime(1969, 12, 31, 23, 10, tzinfo=UTC), datetime(1969, 12, 31, 23, 50, tzinfo=UTC),
-              datetime(1970, 1, 1, 0, 10, tzinfo=UTC)]
-    con.executemany("INSERT INTO clean.stored VALUES ('v', ?, ?, 'c', '1')", [[ts, i + 1.0] for i, ts in enumerate(stamps)])
-    con.execute("SET TimeZone = 'Asia/Kolkata'")
-    assert rebuild_hourly(con, stamps[0] - timedelta(hours=1), stamps[2] + timedelta(hours=1))["rows"] == 2
-    con.execute("SET TimeZone = 'UTC'")
-    rows = con.execute("SELECT hour, n, mean, min, max FROM agg.hourly ORDER BY hour").fetchall()
-    assert rows == [(datetime(1969, 12, 31, 23, tzinfo=UTC), 2, 1.5, 1.0, 2.0), (datetime(1970, 1, 1, 0, tzinfo=UTC), 1, 3.0, 3.0, 3.0)]

@@ -28,6 +28,31 @@ def floored(numerator: str, divisor: int) -> str:
     return f"({numerator} // {divisor} - ({numerator} % {divisor} < 0)::BIGINT)"
 
 
+QUARTER_US = 900_000_000
+# CTE ``local_days``(quarter, day, split): the site-local day ($tz) of every UTC quarter hour
+# from $start's to $end, by quarter number (:func:`quarter_of`); ``split`` where a local
+# midnight falls inside the quarter, which only a UTC offset that is not a whole number of
+# quarter hours makes (none since 1972). A reading joined on its quarter number gets its day
+# without a time-zone conversion of its own (:func:`local_day_of`): 9x faster per month of 100
+# meters than timezone() per reading
+LOCAL_DAYS = f"""local_days AS (
+    SELECT {floored("epoch_us(q)", QUARTER_US)} AS quarter, timezone($tz, q)::DATE AS day,
+           timezone($tz, q + INTERVAL {QUARTER_US - 1} MICROSECONDS)::DATE <> timezone($tz, q)::DATE AS split
+    FROM (SELECT unnest(generate_series(make_timestamptz({floored("epoch_us($start::TIMESTAMPTZ)", QUARTER_US)} * {QUARTER_US}),
+                                        $end::TIMESTAMPTZ, INTERVAL 15 MINUTE)) AS q)
+)"""
+
+
+def quarter_of(reading: str) -> str:
+    """SQL: the number of the UTC quarter hour of ``reading``.ts, as in ``local_days``."""
+    return floored(f"epoch_us({reading}.ts)", QUARTER_US)
+
+
+def local_day_of(reading: str, days: str = "l") -> str:
+    """SQL: the site-local day of ``reading``.ts, joined with ``local_days`` as ``days``."""
+    return f"CASE WHEN {days}.split THEN timezone($tz, {reading}.ts)::DATE ELSE {days}.day END"
+
+
 def local_time_map(con: duckdb.DuckDBPyConnection, rows: str, tz: str, out: str) -> None:
     """Create temp table ``out``(local_ts, utc_first, utc_second, nonexistent, ambiguous)
     for every distinct non-null ``local_ts`` of table ``rows``."""

@@ -1,11 +1,12 @@
 """clean -> agg.hourly, set-based in DuckDB, one time window at a time."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
 
-from .timezones import floored
+from .timezones import LOCAL_DAYS, floored, local_day_of, quarter_of
 from .warehouse import write_transaction
 
 # Each variable's kind and sampling interval after its filter chain (raw's before the first
@@ -22,31 +23,54 @@ PROFILE = """profile AS (
 LOCAL_DAY_SECONDS = "(epoch(timezone($tz, (bucket + 1)::TIMESTAMP)) - epoch(timezone($tz, bucket::TIMESTAMP)))"
 
 
-def _rebuild_aggregate(con: duckdb.DuckDBPyConnection, table: str, bucket: str, stored_bucket: str,
-                       bucket_seconds: str, keep: str, params: dict) -> dict[str, int]:
-    """Replace ``table`` rows whose bucket lies in the window with fresh aggregates of clean,
-    in one transaction. ``bucket`` is the SQL of a row's bucket (grouped on), ``stored_bucket``
-    the value stored for it (of ``bucket``), ``bucket_seconds`` its length in seconds (of
-    ``bucket``, as stored), ``keep`` the bucket filter."""
+@dataclass(frozen=True)
+class Buckets:
+    """How an aggregate ``table`` buckets clean readings: ``group``, the SQL of a reading's bucket
+    (grouped on; ``c`` is the reading); ``stored``, the value stored for a bucket (of
+    ``bucket``); ``seconds``, its length (of ``bucket`` as stored); ``keep``, the table's rows
+    in the window; ``local_days``, whether ``group`` reads the CTE of that name (timezones.py)."""
+    table: str
+    group: str
+    stored: str
+    seconds: str
+    keep: str
+    local_days: bool = False
+
+
+HOUR_US = 3_600_000_000
+# the UTC hour as a number (hours since 1970): the same hours as time_bucket(INTERVAL 1 HOUR,
+# c.ts), which buckets in UTC, at a third of its cost
+HOURLY = Buckets("agg.hourly", floored("epoch_us(c.ts)", HOUR_US), f"make_timestamptz(bucket * {HOUR_US})", "3600.0",
+                 "hour >= $start AND hour < $end")
+DAILY = Buckets("agg.daily", local_day_of("c"), "bucket", LOCAL_DAY_SECONDS,
+                "day >= timezone($tz, $start)::DATE AND day < timezone($tz, $end)::DATE", local_days=True)
+
+
+def _rebuild_aggregate(con: duckdb.DuckDBPyConnection, buckets: Buckets, params: dict) -> dict[str, int]:
+    """Replace the rows of ``buckets.table`` whose bucket lies in the window with fresh
+    aggregates of clean, in one transaction."""
+    days_cte, days_join = ((f", {LOCAL_DAYS}", f" JOIN local_days l ON l.quarter = {quarter_of('c')}")
+                           if buckets.local_days else ("", ""))
+
     def rewrite(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-        deleted = con.execute(f"DELETE FROM {table} WHERE {keep}", params).fetchone()[0]
+        deleted = con.execute(f"DELETE FROM {buckets.table} WHERE {buckets.keep}", params).fetchone()[0]
         inserted = con.execute(f"""
-            INSERT INTO {table}
-            WITH {PROFILE},
+            INSERT INTO {buckets.table}
+            WITH {PROFILE}{days_cte},
             stats AS (
-                SELECT c.variable_id, {bucket} AS bucket,
+                SELECT c.variable_id, {buckets.group} AS bucket,
                        avg(c.value) AS mean, min(c.value) AS lo, max(c.value) AS hi,
                        CASE WHEN any_value(p.kind) = 'interval' THEN sum(c.value) END AS total,
                        count(*) AS n, any_value(p.interval_s) AS interval_s
-                FROM clean.measurements c JOIN profile p USING (variable_id)
+                FROM clean.measurements c JOIN profile p USING (variable_id){days_join}
                 WHERE c.ts >= $start AND c.ts < $end
                 GROUP BY c.variable_id, bucket
             )
-            SELECT variable_id, bucket, mean, lo, hi, total, n, least(1.0, n * interval_s / {bucket_seconds})
-            FROM (SELECT * REPLACE ({stored_bucket} AS bucket) FROM stats)
+            SELECT variable_id, bucket, mean, lo, hi, total, n, least(1.0, n * interval_s / {buckets.seconds})
+            FROM (SELECT * REPLACE ({buckets.stored} AS bucket) FROM stats)
         """, params).fetchone()[0]
         return {"deleted": int(deleted), "rows": int(inserted)}
-    return write_transaction(con, rewrite, what=f"rewrite {table}")
+    return write_transaction(con, rewrite, what=f"rewrite {buckets.table}")
 
 
 def rebuild_hourly(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[str, int]:
@@ -57,14 +81,7 @@ def rebuild_hourly(con: duckdb.DuckDBPyConnection, start: datetime, end: datetim
     interval energy only (summing power or temperature means nothing). ``coverage`` is samples
     present over samples expected in the hour, capped at 1. Hours with no sample have no row.
     """
-    return _rebuild_aggregate(con, "agg.hourly", UTC_HOUR_NUMBER, f"make_timestamptz(bucket * {HOUR_US})", "3600.0",
-                              "hour >= $start AND hour < $end", {"start": start, "end": end})
-
-
-HOUR_US = 3_600_000_000
-# the UTC hour of c.ts as a number (hours since 1970): the same hours as
-# time_bucket(INTERVAL 1 HOUR, c.ts), which buckets in UTC, at a third of its cost
-UTC_HOUR_NUMBER = floored("epoch_us(c.ts)", HOUR_US)
+    return _rebuild_aggregate(con, HOURLY, {"start": start, "end": end})
 
 
 def rebuild_daily(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, tz: str) -> dict[str, int]:
@@ -73,6 +90,4 @@ def rebuild_daily(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
     ``coverage`` is clean samples over samples expected in that local day (23, 24 or 25 hours);
     ``sum`` only for interval energy. Days are those of the partitions (site time zone).
     """
-    return _rebuild_aggregate(con, "agg.daily", "timezone($tz, c.ts)::DATE", "bucket", LOCAL_DAY_SECONDS,
-                              "day >= timezone($tz, $start)::DATE AND day < timezone($tz, $end)::DATE",
-                              {"start": start, "end": end, "tz": tz})
+    return _rebuild_aggregate(con, DAILY, {"start": start, "end": end, "tz": tz})
