@@ -196,6 +196,28 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def release_memory(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty DuckDB's buffer pool and give what it freed back to the system: call between the
+    chunks of a long run, when no temp table is alive (one would be written to disk).
+
+    DuckDB keeps every block a statement read or wrote cached up to its memory cap, and its
+    allocator keeps what finished statements freed for reuse: neither shows in a month's run,
+    which never reaches the cap, but a year's run crept chunk by chunk (clean: from 735 to 900
+    MiB while duckdb_memory() counted under 100 MiB; BENCHMARKS.md, issue 14, sixth round).
+    Lowering the cap to RELEASE_TO evicts the cached blocks (re-read from the file when needed)
+    and flushes the allocator; the cap in force is then set again."""
+    cap = memory_limit() or con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    try:
+        con.execute(f"SET memory_limit = '{RELEASE_TO}'")
+    except duckdb.Error:  # blocks in use cannot go below it: what could be evicted was
+        pass
+    finally:
+        con.execute("SET memory_limit = ?", [cap])
+
+
+RELEASE_TO = "1MB"
+
+
 def keep_clean_table(con: duckdb.DuckDBPyConnection) -> bool:
     """A warehouse from before clean.measurements became a view keeps its rows: the table is
     renamed clean.stored, which the view shows, and a window clean runs again trades its
