@@ -13,6 +13,7 @@ created before keep their old constraints; nothing depends on them.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -205,7 +206,8 @@ def release_memory(con: duckdb.DuckDBPyConnection) -> None:
     which never reaches the cap, but a year's run crept chunk by chunk (clean: from 735 to 900
     MiB while duckdb_memory() counted under 100 MiB; BENCHMARKS.md, issue 14, sixth round).
     Lowering the cap to RELEASE_TO evicts the cached blocks (re-read from the file when needed)
-    and flushes the allocator; the cap in force is then set again."""
+    and flushes the allocator; the cap in force is then set again. The C heap, where pandas
+    freed the chunk's frames, is trimmed likewise (:func:`trim_heap`)."""
     cap = memory_limit() or con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     try:
         con.execute(f"SET memory_limit = '{RELEASE_TO}'")
@@ -213,9 +215,19 @@ def release_memory(con: duckdb.DuckDBPyConnection) -> None:
         pass
     finally:
         con.execute("SET memory_limit = ?", [cap])
+    trim_heap()
 
 
 RELEASE_TO = "1MB"
+
+
+def trim_heap() -> None:
+    """Return the free pages of the C heap to the system (glibc's malloc_trim; elsewhere
+    nothing): glibc keeps what pandas and numpy freed in its arenas, one per thread."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def keep_clean_table(con: duckdb.DuckDBPyConnection) -> bool:
