@@ -44,6 +44,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetC
 from bemp_assets.domain import commissioning as rules
 from bemp_assets.domain.commissioning import DayVerdict, RuleOutcome
 from bemp_assets.domain.config import BempConfig
+from bemp_assets.domain.warehouse import release_memory
 
 RULES = {
     # name: (severity, blocking, description)
@@ -146,6 +147,7 @@ def judge(con, judging: Judging, names: list[str], start: datetime, end: datetim
         in_run = None if previous is None else previous[previous["ts"] >= start]
         for name in names:
             frames[name].append(_chunk_stats(con, judging, name, chunk, previous if name == "freshness" else in_run))
+        release_memory(con)  # each chunk starts with what DuckDB held for the one before given back
         if follows and index + 1 < len(chunks):
             previous = rules.newest_readings(con, *chunk, judging.variables, previous)
     return [_outcome(name, parts) for name, parts in frames.items()]

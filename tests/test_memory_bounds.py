@@ -13,7 +13,7 @@ from bemp_assets.domain import cleaning
 from bemp_assets.domain.chains import FilterChain
 from bemp_assets.domain.parsing import partition_range
 from bemp_assets.domain.raw_ingest import ingest_files
-from bemp_assets.domain.warehouse import prepare
+from bemp_assets.domain.warehouse import prepare, release_memory
 from resources import WarehouseResource
 
 from .conftest import write_csv
@@ -117,3 +117,42 @@ def test_clean_in_batches_of_two_readings_equals_one_pass(config, tmp_path, monk
     # 12 readings of d1, d2, 2 of d3 (one before the window), 2 of d5 (both outside)
     assert report.chains["counters"]["filters"][0]["rows_in"] == 16
     assert report.chains["counters"]["variables"] == 4 and report.chains["power"]["filters"][0]["clipped"] == 2
+
+
+def context_of(rows: list[tuple[str, str, float]], window: tuple[str, str]) -> list[tuple]:
+    """cleaning._context over ``rows`` (variable, UTC time, value) for the window, sorted."""
+    with prepare(duckdb.connect()) as con:
+        con.executemany("INSERT INTO raw.measurements VALUES (?, ?::TIMESTAMPTZ, ?, 'f', 1, now())",
+                        [[v, f"{ts}:00+00", value] for v, ts, value in rows])
+        start, end = (datetime.fromisoformat(f"{w}+00:00") for w in window)
+        frame = cleaning._context(con, start, end, ["far", "near", "none", "one_side"])
+    return sorted((r.variable_id, r.ts.strftime("%m-%d %H:%M"), r.value) for r in frame.itertuples())
+
+
+def test_the_readings_next_to_a_window_are_found_near_it_or_far_away():
+    # window [06-10, 06-20); CONTEXT_NEAR is 2 days: "far" has its neighbours 9 and 30 days
+    # away (the fallback over all history), "near" one within the 2 days and an older one
+    rows = [("far", "2024-05-01 00:00", 1.0), ("far", "2024-06-01 12:00", 2.0), ("far", "2024-06-15 00:00", 3.0),
+            ("far", "2024-07-20 08:00", 4.0), ("far", "2024-07-21 00:00", 5.0),
+            ("near", "2024-06-01 00:00", 6.0), ("near", "2024-06-09 23:59", 7.0), ("near", "2024-06-20 00:00", 8.0),
+            ("near", "2024-06-21 00:00", 9.0), ("one_side", "2024-06-25 00:00", 10.0)]
+    assert context_of(rows, ("2024-06-10 00:00", "2024-06-20 00:00")) == [
+        ("far", "06-01 12:00", 2.0), ("far", "07-20 08:00", 4.0),
+        ("near", "06-09 23:59", 7.0), ("near", "06-20 00:00", 8.0),
+        ("one_side", "06-25 00:00", 10.0)]
+
+
+def test_releasing_memory_empties_the_pool_and_keeps_the_cap(tmp_path, monkeypatch):
+    monkeypatch.delenv("BEMP_DUCKDB_MEMORY_LIMIT", raising=False)
+    with WarehouseResource(database=str(tmp_path / "warehouse.duckdb")).session() as con:
+        con.execute("CREATE TABLE t AS SELECT hash(range) AS h FROM range(2000000)")  # 16 MB, incompressible
+        con.execute("CHECKPOINT")
+        con.execute("SELECT sum(h) FROM t").fetchall()
+
+        def cached() -> int:
+            return con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'").fetchone()[0]
+        assert cached() >= 8 * 2 ** 20
+        release_memory(con)
+        assert cached() < 1e6  # RELEASE_TO: what stays pinned (the table's metadata) fits under 1MB
+        assert setting_bytes(con) == pytest.approx(512e6, abs=0.1 * 2 ** 20)
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 2_000_000  # read again from the file

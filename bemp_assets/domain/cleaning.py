@@ -18,14 +18,15 @@ affects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import SPANS, STORED, holds_rows, registered, temp_table, upsert, write_transaction
+from .warehouse import (SPANS, STORED, holds_rows, registered, release_memory, temp_table, upsert,
+                        write_transaction)
 
 @dataclass
 class CleanReport:
@@ -70,6 +71,8 @@ def clean_profile(chain: FilterChain | None, kind: str, interval_s: int) -> tupl
 # sample a minute is 4.5 M readings, about 1 GB of pandas at once; BENCHMARKS.md, issue 14)
 BATCH_ROWS = 500_000
 FILTERED = "_clean_filtered"  # temp table: the chained variables' clean rows of the window
+# how far from a window the reading next to it is looked for first (_context)
+CONTEXT_NEAR = timedelta(days=2)
 
 
 def _window_counts(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[str, int]:
@@ -97,16 +100,38 @@ def batches(ids: list[str], counts: dict[str, int], limit: int) -> list[list[str
 def _context(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ids: list[str]) -> pd.DataFrame:
     """Per variable of ``ids``, its last reading before the window and its first after it.
 
+    Each is looked for within CONTEXT_NEAR of the window, and further away only for the
+    variables not found there: one scan of all history on each side of every chunk loaded the
+    whole raw table into DuckDB (a year of 100 meters, 480 MB on disk, filled the 512MB cap in
+    the first chunk; a month never did: BENCHMARKS.md, issue 14, sixth round). Row groups
+    outside the bounds are skipped by their ts zone maps.
+
     Plain statements, not one with the window's readings: over 4.3 M to 13 M raw rows DuckDB
     1.5.5 never finished a single query with a CTE used three times and two joins back to it
     (threads waiting on each other). The reading next to the window is taken with arg_max /
     arg_min (one row per key in raw)."""
-    mine = "FROM raw.measurements WHERE variable_id IN (SELECT unnest($ids::VARCHAR[]))"
-    parts = [con.execute(f"SELECT variable_id, max(ts) AS ts, arg_max(value, ts) AS value {mine} AND ts < $start "
-                         "GROUP BY variable_id", {"start": start, "ids": ids}).df(),
-             con.execute(f"SELECT variable_id, min(ts) AS ts, arg_min(value, ts) AS value {mine} AND ts >= $end "
-                         "GROUP BY variable_id", {"end": end, "ids": ids}).df()]
+    near = CONTEXT_NEAR
+    sides = (("max", "arg_max", [(start - near, start), (None, start - near)]),
+             ("min", "arg_min", [(end, end + near), (end + near, None)]))
+    parts = []
+    for first, value, spans in sides:
+        missing = ids
+        for low, high in spans:
+            if missing:
+                parts.append(_nearest(con, first, value, missing, low, high))
+                missing = sorted(set(missing) - set(parts[-1]["variable_id"]))
     return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+
+
+def _nearest(con: duckdb.DuckDBPyConnection, first: str, value: str, ids: list[str],
+             low: datetime | None, high: datetime | None) -> pd.DataFrame:
+    """Per variable of ``ids`` with readings in [low, high) (None: unbounded), the reading
+    ``first`` (min or max) picks by ts."""
+    bounds = {"low": low, "high": high}
+    where = "".join(f" AND ts {op} ${name}" for name, op in (("low", ">="), ("high", "<")) if bounds[name] is not None)
+    return con.execute(f"SELECT variable_id, {first}(ts) AS ts, {value}(value, ts) AS value FROM raw.measurements "
+                       f"WHERE variable_id IN (SELECT unnest($ids::VARCHAR[])){where} GROUP BY variable_id",
+                       {"ids": ids, **{k: v for k, v in bounds.items() if v is not None}}).df()
 
 
 def _readings(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ids: list[str],
@@ -195,6 +220,7 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
         with registered(con, profiles=_profiles(assignment, by_variable, now)):
             (report.rows, report.changed_variables, report.deleted, report.inserted,
              report.passed_through) = write_transaction(con, write, what="write clean")
+    release_memory(con)  # the next chunk starts where this one did, not where its peak left off
     return report
 
 

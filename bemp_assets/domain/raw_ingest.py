@@ -31,7 +31,7 @@ from .config import BempConfig, SourceConfig
 from .inbox import file_days
 from .live import ReadingBatch
 from .parsing import ParsedFile, StagedReadings, TimeRange, parse_file
-from .warehouse import IngestReport, ingest, registered, temp_table
+from .warehouse import IngestReport, ingest, registered, release_memory, temp_table
 
 Days = tuple[date, date] | None
 
@@ -99,6 +99,7 @@ def ingest_files(con: duckdb.DuckDBPyConnection, paths: Sequence[Path], source: 
             run.report.add(ingest(con, source, tz, batch, window, now))
         finally:
             _drop_staging(con, batch)
+        release_memory(con)  # the next group starts without what DuckDB held for this one
         variables.update(v for p in batch for v in p.variables.get("variable_id", []))
     run.parsed = [parsed[i] for i in sorted(parsed)]
     _in_file_order(run.report, run.parsed)

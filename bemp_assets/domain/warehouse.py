@@ -13,6 +13,7 @@ created before keep their old constraints; nothing depends on them.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -197,6 +198,39 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def release_memory(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty DuckDB's buffer pool and give what it freed back to the system: call between the
+    chunks of a long run, when no temp table is alive (one would be written to disk).
+
+    DuckDB keeps every block a statement read or wrote cached up to its memory cap, and its
+    allocator keeps what finished statements freed for reuse: neither shows in a month's run,
+    which never reaches the cap, but a year's run crept chunk by chunk (clean: from 735 to 900
+    MiB while duckdb_memory() counted under 100 MiB; BENCHMARKS.md, issue 14, sixth round).
+    Lowering the cap to RELEASE_TO evicts the cached blocks (re-read from the file when needed)
+    and flushes the allocator; the cap in force is then set again. The C heap, where pandas
+    freed the chunk's frames, is trimmed likewise (:func:`trim_heap`)."""
+    cap = memory_limit() or con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    try:
+        con.execute(f"SET memory_limit = '{RELEASE_TO}'")
+    except duckdb.Error:  # blocks in use cannot go below it: what could be evicted was
+        pass
+    finally:
+        con.execute("SET memory_limit = ?", [cap])
+    trim_heap()
+
+
+RELEASE_TO = "1MB"
+
+
+def trim_heap() -> None:
+    """Return the free pages of the C heap to the system (glibc's malloc_trim; elsewhere
+    nothing): glibc keeps what pandas and numpy freed in its arenas, one per thread."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def keep_clean_table(con: duckdb.DuckDBPyConnection) -> bool:
     """A warehouse from before clean.measurements became a view keeps its rows: the table is
     renamed clean.stored, which the view shows, and a window clean runs again trades its
@@ -219,10 +253,10 @@ def memory_limit(env=None) -> str | None:
 
     Left to DuckDB, its buffer pool kept what a backfill had read: a run's peak grew with its
     length (2.4 GB for 90 days of 100 meters at one sample a minute). With 512MB a year of them
-    peaks at 1.26 GB for the whole process and 30 days at 1.04 GB, in about the time 1GB takes
-    (380 s against 369 s; with 1GB: 1.68 GB against 1.16 GB, BENCHMARKS.md, issue 14): the sorts,
-    joins and aggregates of larger queries spill to disk instead. Raise it on a machine with RAM
-    to spare."""
+    peaks at 1.16 GB for the whole process and 30 days at 1.05 GB (:func:`release_memory`
+    between chunks), in about the time 1GB takes (BENCHMARKS.md, issue 14, fifth and sixth
+    rounds): the sorts, joins and aggregates of larger queries spill to disk instead. Raise it
+    on a machine with RAM to spare."""
     import os
 
     text = (os.environ if env is None else env).get("BEMP_DUCKDB_MEMORY_LIMIT", "").strip()
