@@ -30,7 +30,7 @@ def build_agg_assets(partitions: PartitionsDefinition, clean_key: AssetKey, conf
                        "and UTC hour; replaced per partition window.")
     def hourly(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.session() as con:
-            for index, count, chunk_start, chunk_end in chunks(context):
+            for index, count, chunk_start, chunk_end in chunks(context, con):
                 stats = rebuild_hourly(con, chunk_start, chunk_end)
                 context.log.info(f"hourly [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {stats['rows']} rows")
             metadata, _ = report_partitions(context, con, "agg.hourly", "hour")
@@ -44,7 +44,7 @@ def build_agg_assets(partitions: PartitionsDefinition, clean_key: AssetKey, conf
         start, end = run_window(context)
         tz = config.site.timezone
         with warehouse.session() as con:
-            for index, count, chunk_start, chunk_end in chunks(context):
+            for index, count, chunk_start, chunk_end in chunks(context, con):
                 stats = rebuild_daily(con, chunk_start, chunk_end, tz)
                 context.log.info(f"daily [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {stats['rows']} rows")
             metadata, _ = report_partitions(context, con, "agg.daily", "day", is_date=True)

@@ -52,7 +52,7 @@ def build_clean_asset(partitions: PartitionsDefinition, raw_keys: list[AssetKey]
         start, end = run_window(context)
         total = CleanReport()
         with warehouse.session() as con:
-            for index, count, chunk_start, chunk_end in chunks(context):
+            for index, count, chunk_start, chunk_end in chunks(context, con):
                 report = rebuild_clean(con, chunk_start, chunk_end, chains, datetime.now(timezone.utc))
                 total.merge(report)
                 context.log.info(f"clean [{index}/{count}] {chunk_start.date()} .. {chunk_end.date()}: {report.rows} rows, "

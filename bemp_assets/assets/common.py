@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from bemp_assets.domain.lake import conflict_summary, is_conflict, is_lake
+from bemp_assets.domain.warehouse import release_memory
 
 # DuckDB allows one writing process per file: every step touching the warehouse runs in this
 # pool, limited to 1 in .dagster_home/dagster.yaml (pools: default_limit: 1).
@@ -46,8 +47,12 @@ def run_window(context: AssetExecutionContext) -> tuple[datetime, datetime]:
     return window.start, window.end
 
 
-def chunks(context: AssetExecutionContext, size: int = CHUNK_DAYS) -> Iterator[tuple[int, int, datetime, datetime]]:
-    """(index, count, start, end) for consecutive groups of ``size`` partitions of this run."""
+def chunks(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection | None = None,
+           size: int = CHUNK_DAYS) -> Iterator[tuple[int, int, datetime, datetime]]:
+    """(index, count, start, end) for consecutive groups of ``size`` partitions of this run.
+    With the warehouse connection ``con``, the memory DuckDB held for a chunk is given back
+    before the next one (warehouse.release_memory): without it a year's chunks crept up to the
+    memory cap, which a month never reaches (BENCHMARKS.md, issue 14, sixth round)."""
     partitions: TimeWindowPartitionsDefinition = context.assets_def.partitions_def
     keys = context.partition_keys
     groups = [keys[i:i + size] for i in range(0, len(keys), size)]
@@ -55,6 +60,8 @@ def chunks(context: AssetExecutionContext, size: int = CHUNK_DAYS) -> Iterator[t
         start = partitions.time_window_for_partition_key(group[0]).start
         end = partitions.time_window_for_partition_key(group[-1]).end
         yield index, len(groups), start, end
+        if con is not None and index < len(groups):
+            release_memory(con)
 
 
 def column_schema(described: list[tuple]) -> TableSchema:

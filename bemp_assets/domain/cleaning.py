@@ -25,8 +25,7 @@ import pandas as pd
 
 from .chains import FilterChain, assign_chains
 from .filters import COLUMNS, TimestepParams, apply_chain
-from .warehouse import (SPANS, STORED, holds_rows, registered, release_memory, temp_table, upsert,
-                        write_transaction)
+from .warehouse import SPANS, STORED, holds_rows, registered, temp_table, upsert, write_transaction
 
 @dataclass
 class CleanReport:
@@ -220,7 +219,6 @@ def rebuild_clean(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
         with registered(con, profiles=_profiles(assignment, by_variable, now)):
             (report.rows, report.changed_variables, report.deleted, report.inserted,
              report.passed_through) = write_transaction(con, write, what="write clean")
-    release_memory(con)  # the next chunk starts where this one did, not where its peak left off
     return report
 
 
