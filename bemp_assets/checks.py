@@ -147,10 +147,9 @@ def judge(con, judging: Judging, names: list[str], start: datetime, end: datetim
         in_run = None if previous is None else previous[previous["ts"] >= start]
         for name in names:
             frames[name].append(_chunk_stats(con, judging, name, chunk, previous if name == "freshness" else in_run))
-        if index + 1 < len(chunks):
-            release_memory(con)  # the next chunk starts with what DuckDB held for this one given back
-            if follows:
-                previous = rules.newest_readings(con, *chunk, judging.variables, previous)
+        release_memory(con)  # the next chunk, or what follows the rules, starts with this one's memory given back
+        if follows and index + 1 < len(chunks):
+            previous = rules.newest_readings(con, *chunk, judging.variables, previous)
     return [_outcome(name, parts) for name, parts in frames.items()]
 
 

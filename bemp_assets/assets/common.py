@@ -51,8 +51,9 @@ def chunks(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection | None
            size: int = CHUNK_DAYS) -> Iterator[tuple[int, int, datetime, datetime]]:
     """(index, count, start, end) for consecutive groups of ``size`` partitions of this run.
     With the warehouse connection ``con``, the memory DuckDB held for a chunk is given back
-    before the next one (warehouse.release_memory): without it a year's chunks crept up to the
-    memory cap, which a month never reaches (BENCHMARKS.md, issue 14, sixth round)."""
+    after it (warehouse.release_memory): without it a year's chunks crept up to the memory cap,
+    which a month never reaches, and what follows the last chunk in the step (its checks) peaked
+    on top of what that chunk left (BENCHMARKS.md, issue 14, sixth round)."""
     partitions: TimeWindowPartitionsDefinition = context.assets_def.partitions_def
     keys = context.partition_keys
     groups = [keys[i:i + size] for i in range(0, len(keys), size)]
@@ -60,7 +61,7 @@ def chunks(context: AssetExecutionContext, con: duckdb.DuckDBPyConnection | None
         start = partitions.time_window_for_partition_key(group[0]).start
         end = partitions.time_window_for_partition_key(group[-1]).end
         yield index, len(groups), start, end
-        if con is not None and index < len(groups):
+        if con is not None:
             release_memory(con)
 
 
