@@ -253,8 +253,8 @@ def memory_limit(env=None) -> str | None:
 
     Left to DuckDB, its buffer pool kept what a backfill had read: a run's peak grew with its
     length (2.4 GB for 90 days of 100 meters at one sample a minute). With 512MB a year of them
-    peaks at 1.16 GB for the whole process and 30 days at 1.05 GB (:func:`release_memory`
-    between chunks), in about the time 1GB takes (BENCHMARKS.md, issue 14, fifth and sixth
+    peaks at 1.14 GB for the whole process and 30 days at 1.03 GB (:func:`release_memory`
+    between chunks), in about the time 1GB takes (BENCHMARKS.md, issue 14, fifth to seventh
     rounds): the sorts, joins and aggregates of larger queries spill to disk instead. Raise it
     on a machine with RAM to spare."""
     import os
