@@ -28,7 +28,7 @@ import pandas as pd
 
 from .config import BempConfig
 from .parsing import SUPPORTED_RANGE
-from .timezones import LOCAL_DAYS, floored, local_day_of, quarter_of
+from .timezones import LOCAL_DAYS, QUARTER_US, local_day_of, quarter_of
 from .warehouse import registered, temp_table, write_transaction
 
 RESULT_COLUMNS = ["variable_id", "day", "observed", "threshold"]
@@ -151,7 +151,7 @@ def life_of(con: duckdb.DuckDBPyConnection, tz: str, commissioned: dict[str, dat
         SELECT *, min(first_ts) OVER (PARTITION BY source, day) AS source_first_ts,
                max(last_ts) OVER (PARTITION BY source, day) AS source_last_ts
         FROM (SELECT source, device, timezone($tz, quarter)::DATE AS day, min(first_ts) AS first_ts, max(last_ts) AS last_ts
-              FROM (SELECT v.source, v.device, to_timestamp({floored("epoch_ms(m.ts)", 900000)} * 900) AS quarter,
+              FROM (SELECT v.source, v.device, make_timestamptz({quarter_of("m")} * {QUARTER_US}) AS quarter,
                            min(m.ts) AS first_ts, max(m.ts) AS last_ts
                     FROM raw.measurements m JOIN meta.variables v USING (variable_id)
                     WHERE m.ts >= $from_ts AND m.ts < $to_ts
