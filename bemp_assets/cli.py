@@ -80,7 +80,8 @@ def run(settings: Settings, start: str | None, end: str | None, select: str | No
     from bemp_assets.runs import reap_dead_runs
 
     job_name = job_name or PIPELINE_JOB
-    held = _held_days(settings) if job_name == PIPELINE_JOB else None
+    # the days each file holds: the spans without dates, the sources without --select
+    held = _held_days(settings) if job_name == PIPELINE_JOB and not (select and start and end) else None
     spans = _run_spans(settings, start, end, job_name, held)
     instance = instance or DagsterInstance.get()
     for reaped in reap_dead_runs(instance):
