@@ -44,6 +44,7 @@ ROOT = Path(os.environ.get("BEMP_BENCH_ROOT") or Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from bemp_assets.domain.config import SourceConfig  # noqa: E402
+from bemp_assets.domain import parsing  # noqa: E402
 from bemp_assets.domain.parsing import parse_file  # noqa: E402
 from bemp_assets.domain.chains import FilterChain  # noqa: E402
 from bemp_assets.domain.cleaning import rebuild_clean  # noqa: E402
@@ -140,6 +141,15 @@ def fresh_db(path: Path) -> Path:
     return path
 
 
+def drop_parsed(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Drop a parsed file's staging (a --reference checkout may predate ``drop_staged``: a table then)."""
+    drop = getattr(parsing, "drop_staged", None)
+    if drop:
+        drop(con, table)
+    else:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def run_project(csv: Path, days: int, db: Path, chains: list[FilterChain] = CHAINS) -> dict:
     """raw -> clean -> hourly through the project's own functions, on a fresh DuckDB file."""
     source = SourceConfig(name="bench", format="reach", pattern="*.csv", expected_interval=INTERVAL)
@@ -160,7 +170,7 @@ def run_project(csv: Path, days: int, db: Path, chains: list[FilterChain] = CHAI
     hourly = rebuild_hourly(con, *window)
     steps["hourly"] = time.perf_counter() - t
     t = time.perf_counter()
-    con.execute(f"DROP TABLE IF EXISTS {parsed.table}")
+    drop_parsed(con, parsed.table)
     con.close()  # checkpoint: the data is on disk only after this
     steps["close"] = time.perf_counter() - t
     return {"seconds": time.perf_counter() - t0, "steps": steps, "rows_read": parsed.rows,

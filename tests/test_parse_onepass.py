@@ -12,7 +12,7 @@ import duckdb
 
 from bemp_assets.domain.chains import FilterChain
 from bemp_assets.domain.cleaning import rebuild_clean
-from bemp_assets.domain.parsing import parse_file, partition_range
+from bemp_assets.domain.parsing import drop_staged, parse_file, partition_range
 from bemp_assets.domain.raw_ingest import ingest_files
 from bemp_assets.domain.warehouse import ingest, prepare, schema_ddl, stored_schema_version
 
@@ -119,7 +119,7 @@ def test_one_file_is_merged_through_a_view_into_an_empty_and_into_a_held_span(co
         assert (report.inserted, report.revised, report.unchanged, report.outside_window) == (6, 0, 0, 2)
     with prepare(duckdb.connect(str(tmp_path / "held.duckdb"))) as con:
         ingest(con, source, tz, [parse_file(con, old, source, tz, "t")], window, NOW)
-        con.execute("DROP TABLE t")
+        drop_staged(con, "t")
         report = ingest(con, source, tz, [parse_file(con, new, source, tz, "t")], window, NOW)
         d1_0903 = ("d1.active_power", datetime(2016, 11, 1, 9, 3, tzinfo=UTC))
         d1_0904 = ("d1.active_power", datetime(2016, 11, 1, 9, 4, tzinfo=UTC))

@@ -191,7 +191,7 @@ def _scan(path: Path, source: SourceConfig, codec: str, copy: Path | None) -> Te
         for block in chain(iter(lambda: src.read(SCAN_BLOCK), b""), [None]):
             data = block or b""
             digest.update(data)
-            if scan.error is None:
+            if scan.error is None and not (out is None and _plain_ascii(data, decoder)):
                 try:
                     text = decoder.decode(data, final=block is None)
                 except UnicodeDecodeError as exc:
@@ -206,6 +206,13 @@ def _scan(path: Path, source: SourceConfig, codec: str, copy: Path | None) -> Te
     scan.sha256 = digest.hexdigest()
     scan.lines = newlines + (1 if last not in (b"", b"\n") else 0)
     return scan
+
+
+def _plain_ascii(data: bytes, decoder: codecs.IncrementalDecoder) -> bool:
+    """Whether a block read in place needs no decoding to be known valid: ASCII is valid UTF-8,
+    and no character begun in the previous block awaits its end. Checking is ten times faster
+    than decoding, and nearly every export is ASCII."""
+    return data.isascii() and not decoder.getstate()[0]
 
 
 def _decode_error(scan: TextScan, exc: UnicodeDecodeError, block: bytes, offset: int, newlines: int,
@@ -483,7 +490,9 @@ class _Shape:
     reader's rows, none of them stored, so the file's rows are materialised once, as records.
 
     * ``records``: rid, variable_id, ``series_no`` (a number per variable_id, from 0; see
-      :func:`_count_records`), field, value, reason (NULL when usable), local_ts,
+      :func:`_count_records`), field (a wide cell's column; NULL in REACH, where a line holds
+      one value: an empty string on every reading cost a twentieth of the records' statement),
+      value, reason (NULL when usable), local_ts,
       ``localise`` (the line's time is to be turned into UTC: REACH's usable rows, every
       record of a wide line with a usable timestamp) and the time map's utc_first, utc_second,
       nonexistent for local_ts (the map is ``<prefix>_tz_map``, made from ``times`` before
@@ -491,13 +500,17 @@ class _Shape:
     * ``local``: rid, series, local_ts of the lines localised, whose file order decides an
       autumn fold (:func:`timezones.second_pass`);
     * ``times``: every local time a localised line may have (a superset is fine: the time map);
-    * ``catalogue``: variable_id, device, parameter, original_name, unit, kind, category.
+    * ``catalogue``: variable_id, device, parameter, original_name, unit, kind, category;
+    * ``series``: series_no, variable_id, one row per series_no of a usable record (the
+      records store the number only: a variable_id string per reading was a sixth of the
+      records' statement). A name with a reason (a control character, say) is not listed.
     """
 
     records: str
     local: str
     times: str
     catalogue: str
+    series: str
 
 
 def _reach_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -> _Shape:
@@ -511,7 +524,7 @@ def _reach_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -
     value = _number_sql("c.Valore", source.decimal_separator, trimmed=False)
     records = f"""(
         SELECT *, reason IS NULL AS localise FROM (
-            SELECT c.rid, n.series AS variable_id, n.series_no, '' AS field, c.value, d.local_ts, d.utc_first, d.utc_second, d.nonexistent,
+            SELECT c.rid, n.series AS variable_id, n.series_no, NULL::VARCHAR AS field, c.value, d.local_ts, d.utc_first, d.utc_second, d.nonexistent,
                    CASE
                        WHEN n.reason IS NOT NULL THEN n.reason
                        WHEN d.reason IS NOT NULL THEN d.reason
@@ -527,7 +540,8 @@ def _reach_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) -
                   local=f"(SELECT rid, variable_id AS series, local_ts FROM {records} WHERE localise)",
                   times=f"(SELECT local_ts FROM {dates} WHERE reason IS NULL)",
                   catalogue=f"(SELECT series AS variable_id, device, parameter, original AS original_name, unit, kind, "
-                            f"category FROM {names} WHERE reason IS NULL)")
+                            f"category FROM {names} WHERE reason IS NULL)",
+                  series=f"(SELECT DISTINCT series_no, series AS variable_id FROM {names} WHERE reason IS NULL)")
 
 
 def _reach_names(reader: _FileReader, source: SourceConfig) -> str:
@@ -621,8 +635,10 @@ def _wide_shape(reader: _FileReader, source: SourceConfig, bounds: TimeRange) ->
     # one timestamp a line: the lines are localised, as one series (the fold is per line order)
     local = f"(SELECT rid, {_sql_str(source.device)} AS series, local_ts FROM {p}_wl WHERE date_reason IS NULL)"
     lines = f"lines AS (SELECT * FROM {p}_wl w LEFT JOIN {p}_tz_map m USING (local_ts) WHERE w.date_reason IS NULL)"
+    series = " UNION ALL ".join(f"SELECT {n} AS series_no, {_sql_str(v)} AS variable_id" for v, n in series_no.items()) \
+        or "SELECT NULL::INTEGER AS series_no, NULL::VARCHAR AS variable_id WHERE false"
     return _Shape(records=f"(WITH {lines} {' UNION ALL '.join(records)})", local=local, times=local,
-                  catalogue=f"({catalogue})")
+                  catalogue=f"({catalogue})", series=f"({series})")
 
 
 # --------------------------------------------------------------------------- one file
@@ -657,7 +673,7 @@ def _parse_text(con: duckdb.DuckDBPyConnection, text: TextScan, path: Path, sour
     except FileShapeError as exc:
         _rejected_whole(parsed, str(exc), exc.line, text.error_text or first_line_text(path, source.encoding))
     except CONTENT_ERRORS as exc:  # DuckDB's CSV reader gave up on the file
-        con.execute(f"DROP TABLE IF EXISTS {prefix}")
+        drop_staged(con, prefix)
         reason = f"{path.name}: not readable as CSV: {_duckdb_reason(exc)}"
         _rejected_whole(parsed, reason, 0, first_line_text(path, source.encoding))
     finally:
@@ -696,14 +712,16 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
             parsed.warnings.append(f"{parsed.path.name}: columns not in config, not stored: {extra}")
     shape = (_reach_shape if source.format == "reach" else _wide_shape)(reader, source, bounds)
     records = _localised_records(reader, shape, source, tz, bounds)
+    variable_of = _variable_of(con, shape)
     valid, repeated = _count_records(con, prefix)
     rejected = records - valid
-    superseded = _in_file_duplicates(con, prefix, bool(repeated))
+    superseded = _in_file_duplicates(con, prefix, bool(repeated), variable_of)
     parsed.variables = con.execute(f"""
         SELECT v.variable_id, any_value(c.device) AS device, any_value(c.parameter) AS parameter,
                any_value(c.original_name) AS original_name, any_value(c.unit) AS unit, any_value(c.kind) AS kind,
                nullif(any_value(c.category), '') AS category
-        FROM (SELECT DISTINCT variable_id FROM {prefix}_all WHERE why IS NULL) v JOIN {shape.catalogue} c USING (variable_id)
+        FROM (SELECT {variable_of} AS variable_id FROM (SELECT DISTINCT series_no FROM {prefix}_all WHERE why IS NULL)) v
+        JOIN {shape.catalogue} c USING (variable_id)
         GROUP BY v.variable_id ORDER BY v.variable_id
     """).df()
     line_rejects = f"(SELECT DISTINCT rid FROM {prefix}_all WHERE line_reject)"
@@ -712,7 +730,7 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
             f"SELECT coalesce(sum(empty_cells), 0) FROM {prefix}_wl ANTI JOIN {line_rejects} USING (rid) "
             f"WHERE date_reason IS NULL").fetchall()[0][0])
     parsed.rejects = _rejects(reader)
-    _keep_readings(con, prefix, rejected, superseded)
+    _keep_readings(con, prefix, rejected, superseded, variable_of)
     parsed.table, parsed.rows = prefix, valid - superseded
     # The last line wins, so keys are unique unless one line holds several cells of the same
     # variable: impossible in REACH (one cell a line), and in a wide file only when two
@@ -727,7 +745,7 @@ def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig,
     ``bounds`` is rejected as a whole (``line_reject``; in a wide file on its timestamp column).
     Returns its rows."""
     con, p = reader.con, reader.prefix
-    line_field = _sql_str(source.timestamp.column if source.format == "wide" else "")
+    line_field = _sql_str(source.timestamp.column) if source.format == "wide" else "NULL"
     shift = f" - INTERVAL {source.expected_interval} SECOND" if source.format == "wide" and source.timestamp.label == "end" else ""
     local_time_map(con, shape.times, tz, f"{p}_tz_map")
     if second_pass(con, shape.local, f"{p}_tz_map", f"{p}_second", source.expected_interval):
@@ -737,7 +755,7 @@ def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig,
     line_join, line = reader.line_join("r")
     return con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_all AS
-        SELECT r.rid, r.variable_id, r.series_no, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
+        SELECT r.rid, r.series_no, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
                r.value, r.ts, coalesce(r.line_why, r.reason) AS why, r.line_why IS NOT NULL AS line_reject,
                ({line})::INTEGER AS line
         FROM (
@@ -746,12 +764,22 @@ def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig,
                              WHEN r.ts < {_ts_sql(bounds.start)} OR r.ts >= {_ts_sql(bounds.end)}
                              THEN {_range_reason('r.local_ts', bounds)} END AS line_why
             FROM (
-                SELECT r.rid, r.variable_id, r.series_no, r.field, r.value, r.reason, r.local_ts,
+                SELECT r.rid, r.series_no, r.field, r.value, r.reason, r.local_ts,
                        CASE WHEN r.localise THEN {utc}{shift} END AS ts, r.localise AND r.nonexistent AS nonexistent
                 FROM {shape.records} r {second_join}
             ) r
         ) r {line_join}
     """).fetchone()[0]
+
+
+def _variable_of(con: duckdb.DuckDBPyConnection, shape: _Shape) -> str:
+    """SQL giving a record's variable_id from its ``series_no``: a list literal indexed by it.
+
+    A projection, not a join: joining the readings to the series cost the merge's insert more
+    than half again, while indexing a list keeps the readings' order and costs little."""
+    ids = dict(con.execute(f"SELECT series_no, variable_id FROM {shape.series}").fetchall())
+    items = ", ".join("NULL" if ids.get(n) is None else _sql_str(ids[n]) for n in range(max(ids, default=-1) + 1))
+    return f"([{items}]::VARCHAR[])[series_no + 1]"
 
 
 def _count_records(con: duckdb.DuckDBPyConnection, prefix: str) -> tuple[int, int]:
@@ -771,30 +799,39 @@ def _count_records(con: duckdb.DuckDBPyConnection, prefix: str) -> tuple[int, in
     """).fetchone())
 
 
-def _in_file_duplicates(con: duckdb.DuckDBPyConnection, prefix: str, any_repeated: bool) -> int:
+def _in_file_duplicates(con: duckdb.DuckDBPyConnection, prefix: str, any_repeated: bool, variable_of: str) -> int:
     """Temp table ``<prefix>_dups``: within one file the last line for a (variable, ts) wins;
     earlier ones are quarantined. The window (a sort of every reading) runs only when some key
     repeats (``any_repeated``, from :func:`_count_records`); the table is empty otherwise.
     Returns its rows."""
     return con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {prefix}_dups AS
-        SELECT line, field, variable_id, ts,
-               max(line) OVER (PARTITION BY variable_id, ts) AS winner
+        SELECT line, field, {variable_of} AS variable_id, ts,
+               max(line) OVER (PARTITION BY series_no, ts) AS winner
         FROM {prefix}_all WHERE why IS NULL AND {'true' if any_repeated else 'false'}
-        QUALIFY count(*) OVER (PARTITION BY variable_id, ts) > 1 AND line < winner
+        QUALIFY count(*) OVER (PARTITION BY series_no, ts) > 1 AND line < winner
     """).fetchone()[0]
 
 
-def _keep_readings(con: duckdb.DuckDBPyConnection, prefix: str, rejected: int, superseded: int) -> None:
-    """Make ``<prefix>_all``, less its rejected and superseded records, the file's table
-    ``prefix`` (variable_id, ts, value, line and working columns), without copying it: the
-    usual file has no reject, and a few are deleted in place."""
+def _keep_readings(con: duckdb.DuckDBPyConnection, prefix: str, rejected: int, superseded: int,
+                   variable_of: str) -> None:
+    """Make ``<prefix>_all``, less its rejected and superseded records, the file's readings:
+    table ``<prefix>_readings`` under view ``prefix`` (variable_id, ts, value, line), without
+    copying them: the usual file has no reject, and a few are deleted in place."""
     if rejected:
         con.execute(f"DELETE FROM {prefix}_all WHERE why IS NOT NULL")
     if superseded:
-        con.execute(f"DELETE FROM {prefix}_all a USING {prefix}_dups d WHERE a.line = d.line AND a.field = d.field")
-    con.execute(f"DROP TABLE IF EXISTS {prefix}")
-    con.execute(f"ALTER TABLE {prefix}_all RENAME TO {prefix}")
+        con.execute(f"DELETE FROM {prefix}_all a USING {prefix}_dups d "
+                    f"WHERE a.line = d.line AND a.field IS NOT DISTINCT FROM d.field")
+    drop_staged(con, prefix)
+    con.execute(f"ALTER TABLE {prefix}_all RENAME TO {prefix}_readings")
+    con.execute(f"CREATE TEMP VIEW {prefix} AS SELECT {variable_of} AS variable_id, ts, value, line FROM {prefix}_readings")
+
+
+def drop_staged(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Drop a parsed file's readings (:attr:`ParsedFile.table`: a view over ``<table>_readings``)."""
+    con.execute(f"DROP VIEW IF EXISTS {table}")
+    con.execute(f"DROP TABLE IF EXISTS {table}_readings")
 
 
 def _rejects(reader: _FileReader) -> pd.DataFrame:
@@ -805,9 +842,9 @@ def _rejects(reader: _FileReader) -> pd.DataFrame:
         CREATE OR REPLACE TEMP TABLE {p}_rejects AS
         SELECT line, '' AS field, reason FROM {p}_struct
         UNION ALL
-        SELECT DISTINCT line, field, why AS reason FROM {p}_all WHERE why IS NOT NULL
+        SELECT DISTINCT line, coalesce(field, '') AS field, why AS reason FROM {p}_all WHERE why IS NOT NULL
         UNION ALL
-        SELECT line, field, 'duplicate of ' || variable_id || ' at ' || strftime(ts, '%Y-%m-%d %H:%M:%S UTC')
+        SELECT line, coalesce(field, ''), 'duplicate of ' || variable_id || ' at ' || strftime(ts, '%Y-%m-%d %H:%M:%S UTC')
                || ': superseded by line ' || winner AS reason FROM {p}_dups
     """).fetchall()[0][0]
     if not count:

@@ -30,7 +30,7 @@ import duckdb
 from .config import BempConfig, SourceConfig
 from .inbox import file_days
 from .live import ReadingBatch
-from .parsing import ParsedFile, StagedReadings, TimeRange, parse_file
+from .parsing import ParsedFile, StagedReadings, TimeRange, drop_staged, parse_file
 from .warehouse import IngestReport, ingest, registered, release_memory, temp_table
 
 Days = tuple[date, date] | None
@@ -143,7 +143,7 @@ def _parse(con, path: Path, source: SourceConfig, tz: str, bounds: TimeRange, in
 def _drop_staging(con: duckdb.DuckDBPyConnection, batch: Sequence[ParsedFile]) -> None:
     for p in batch:
         if p.table:
-            con.execute(f"DROP TABLE IF EXISTS {p.table}")
+            drop_staged(con, p.table)
             p.table = None
 
 

@@ -179,6 +179,10 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     # DuckDB draws a progress bar on stderr for statements over 2 s: in a run's captured logs
     # it is hundreds of lines of bar characters, not information
     con.execute("SET enable_progress_bar = false")
+    # The warehouse's text is keys and file names, a few values repeated over millions of rows,
+    # which DuckDB stores as dictionaries anyway; trying FSST on each segment as well was a
+    # tenth of inserting a month's raw readings
+    con.execute("SET disabled_compression_methods = 'fsst'")
     limit = memory_limit()
     if limit is not None:
         try:
