@@ -3,12 +3,14 @@
 Expected numbers come from Python's csv module over the same files, never from the parser.
 """
 import csv
-from datetime import datetime, timezone
+import hashlib
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from bemp_assets.domain.parsing import parse_file
+from bemp_assets.domain.parsing import SCAN_BLOCK, parse_file
 
 from .conftest import REAL, SAMPLE, write_csv
 
@@ -159,3 +161,44 @@ def test_wide_bad_cells_and_header_only(con, config, tmp_path):
     assert "expected format %d/%m/%Y %H:%M" in parsed.rejects.loc[1, "reason"]
     empty = parse(con, config, write_csv(tmp_path / "h.csv", header + "\n"), "steel_plant", prefix="t2")
     assert empty.error is None and empty.rows == 0
+
+
+def _split_char_file(tmp_path, tail: bytes) -> Path:
+    """A REACH file whose byte SCAN_BLOCK - 1 begins ``tail`` (a two-byte character, or a lone
+    lead byte) in a device name: the scan's first block ends inside it, the next is ASCII."""
+    start = datetime(2016, 11, 1)
+    lines, size, minute = [HEADER.encode()], len(HEADER), 0
+    while size < SCAN_BLOCK - 100:
+        stamp = start + timedelta(minutes=minute)
+        lines.append(f'd1,Potenza attiva,{stamp:%H:%M:%S %d/%m/%Y},"2,5"\n'.encode())
+        size, minute = size + len(lines[-1]), minute + 1
+    lines.append(b"d2" + b"x" * (SCAN_BLOCK - 1 - size - 2))
+    path = tmp_path / "split.csv"
+    path.write_bytes(b"".join(lines) + tail)
+    return path
+
+
+def test_scan_beside_the_read_gives_the_file_hash_and_lines(con, config, tmp_path):
+    """The scan runs in a thread beside DuckDB's read: its hash and line count are the file's
+    (hashlib, bytes.count), and a character cut by the scan's block boundary, followed by an
+    ASCII block, is decoded whole rather than skipped as ASCII."""
+    path = _split_char_file(tmp_path, "è".encode() + b',Potenza attiva,10:02:00 01/11/2016,"3,5"\n')
+    data = path.read_bytes()
+    parsed = parse(con, config, path)
+    assert parsed.error is None and len(parsed.rejects) == 0
+    assert parsed.sha256 == hashlib.sha256(data).hexdigest()
+    assert parsed.lines == data.count(b"\n") and parsed.rows == parsed.lines - 1
+    assert re.fullmatch(r"d2x+è\.active_power", rows(con)[-1][0])
+    assert rows(con)[-1][2:] == (3.5, parsed.lines)
+
+
+def test_a_lead_byte_cut_off_before_an_ascii_block_is_not_valid_utf8(con, config, tmp_path):
+    """A lead byte ending the scan's first block, followed by ASCII: the file is not UTF-8,
+    rejected whole on the scan's finding (its byte offset), not on DuckDB's reading."""
+    path = _split_char_file(tmp_path, b'\xc3,Potenza attiva,10:02:00 01/11/2016,"3,5"\n')
+    data = path.read_bytes()
+    assert data[SCAN_BLOCK - 1] == 0xc3 and data[SCAN_BLOCK:SCAN_BLOCK + 1].isascii()
+    parsed = parse(con, config, path)
+    assert parsed.table is None and parsed.sha256 == hashlib.sha256(data).hexdigest()
+    assert f"not valid utf-8 at byte {SCAN_BLOCK - 1} (0xc3)" in parsed.error
+    assert list(parsed.rejects["line"]) == [0]
