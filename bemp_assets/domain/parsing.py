@@ -6,13 +6,15 @@ Two shapes are understood:
   ``HH:MM:SS DD/MM/YYYY``, decimal comma, one row per device, parameter and sample;
 * **wide exports**: a timestamp column plus one column per variable, described in config.
 
-Each file is handled on its own. It is first scanned once (hash, line count, decoding in the
-source's ``encoding``; a non-UTF-8 file is transcoded to a temporary UTF-8 copy on the way), then
-read by DuckDB's CSV reader with every field as text; numbers, dates and time zones are parsed
-set-based in SQL. The rows are stored twice: the reader's text table (its row ids give the file
-lines exactly) and one table of records with their UTC instant, line and reject reason, built in
-one statement from the distinct names and dates (parsed once each) and the time map; that table
-becomes the file's table in place (rejects deleted). The in-file duplicate window runs only when
+Each file is handled on its own. It is scanned once (hash, line count, decoding in the source's
+``encoding``): a UTF-8 file in a thread while DuckDB's CSV reader reads it, any other first, as it
+is transcoded to a temporary UTF-8 copy that the reader then reads. The reader takes every field
+as text; numbers, dates and time zones are parsed set-based in SQL. The rows are stored twice:
+the reader's text table (its row ids give the file lines exactly) and one table of records with
+their UTC instant, line and reject reason, built in one statement from the distinct names and
+dates (parsed once each) and the time map. A record names its variable by number (``series_no``),
+not by string; that table becomes the file's readings in place (rejects deleted), under a view
+that gives each its variable_id (:func:`drop_staged` drops both). The in-file duplicate window runs only when
 some key repeats. A line that cannot be used becomes a *reject* with its line number, its own
 text and a reason; it never stops the rest of the file. A file that cannot be decoded, is not
 text, or whose header matches no known shape is rejected whole (:class:`ParsedFile.error`, one
@@ -105,8 +107,8 @@ def partition_range(site: SiteConfig, now: datetime | None = None) -> TimeRange:
 @dataclass
 class StagedReadings:
     """Readings staged for a merge into raw (:func:`warehouse.ingest`): a parsed file, or an HTTP
-    batch (:func:`raw_ingest.ingest_readings`). ``table`` names a temp table (variable_id, ts,
-    value, line); ``variables`` is their catalogue (meta.variables' descriptive columns)."""
+    batch (:func:`raw_ingest.ingest_readings`). ``table`` names a temp table or view (variable_id,
+    ts, value, line); ``variables`` is their catalogue (meta.variables' descriptive columns)."""
 
     source: str = ""
     # what raw.measurements.source_file and raw.rejects name: the file name, or an API endpoint
