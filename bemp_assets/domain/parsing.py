@@ -763,18 +763,18 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
             parsed.warnings.append(f"{parsed.path.name}: columns not in config, not stored: {extra}")
     shape = (_reach_shape if source.format == "reach" else _wide_shape)(reader, source, bounds)
     records = _localised_records(reader, shape, source, tz, bounds)
-    variable_of = _variable_of(con, shape)
-    valid, repeated = _count_records(con, prefix)
-    rejected = records - valid
-    superseded = _in_file_duplicates(con, prefix, bool(repeated), variable_of)
+    ids = _series_ids(con, shape)
+    variable_of = _variable_of(ids)
+    counts = _count_records(con, prefix)
+    valid, rejected = counts.usable, records - counts.usable
+    superseded = _in_file_duplicates(con, prefix, bool(counts.repeated), variable_of)
     parsed.variables = con.execute(f"""
-        SELECT v.variable_id, any_value(c.device) AS device, any_value(c.parameter) AS parameter,
-               any_value(c.original_name) AS original_name, any_value(c.unit) AS unit, any_value(c.kind) AS kind,
-               nullif(any_value(c.category), '') AS category
-        FROM (SELECT {variable_of} AS variable_id FROM (SELECT DISTINCT series_no FROM {prefix}_all WHERE why IS NULL)) v
-        JOIN {shape.catalogue} c USING (variable_id)
-        GROUP BY v.variable_id ORDER BY v.variable_id
-    """).df()
+        SELECT variable_id, any_value(device) AS device, any_value(parameter) AS parameter,
+               any_value(original_name) AS original_name, any_value(unit) AS unit, any_value(kind) AS kind,
+               nullif(any_value(category), '') AS category
+        FROM {shape.catalogue} c WHERE variable_id IN (SELECT unnest($ids::VARCHAR[]))
+        GROUP BY variable_id ORDER BY variable_id
+    """, {"ids": [ids[n] for n in counts.series]}).df()
     line_rejects = f"(SELECT DISTINCT rid FROM {prefix}_all WHERE line_reject)"
     if source.format == "wide":
         parsed.missing_cells = int(con.execute(
@@ -793,7 +793,7 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
 def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig, tz: str, bounds: TimeRange) -> int:
     """Temp table ``<prefix>_all``: every record with its UTC instant, its file line and why it
     is not used (NULL when it is). A line whose time does not exist (spring gap) or falls outside
-    ``bounds`` is rejected as a whole (``line_reject``; in a wide file on its timestamp column).
+    ``bounds`` is rejected as a whole (in a wide file on its timestamp column, ``line_reject``).
     Returns its rows."""
     con, p = reader.con, reader.prefix
     line_field = _sql_str(source.timestamp.column) if source.format == "wide" else "NULL"
@@ -804,11 +804,12 @@ def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig,
     else:
         second_join, utc = "", "r.utc_first"
     line_join, line = reader.line_join("r")
+    # a wide line's cells share its rid, which the count of its empty cells needs (_parse_rows)
+    wide_lines = "r.rid, r.line_why IS NOT NULL AS line_reject, " if source.format == "wide" else ""
     return con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {p}_all AS
-        SELECT r.rid, r.series_no, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
-               r.value, r.ts, coalesce(r.line_why, r.reason) AS why, r.line_why IS NOT NULL AS line_reject,
-               ({line})::INTEGER AS line
+        SELECT {wide_lines}r.series_no, CASE WHEN r.line_why IS NOT NULL THEN {line_field} ELSE r.field END AS field,
+               r.value, r.ts, coalesce(r.line_why, r.reason) AS why, ({line})::INTEGER AS line
         FROM (
             SELECT r.*, CASE WHEN r.nonexistent THEN 'local time ' || strftime(r.local_ts, '%Y-%m-%d %H:%M:%S')
                                                      || ' does not exist in {tz} (DST spring gap)'
@@ -823,31 +824,47 @@ def _localised_records(reader: _FileReader, shape: _Shape, source: SourceConfig,
     """).fetchone()[0]
 
 
-def _variable_of(con: duckdb.DuckDBPyConnection, shape: _Shape) -> str:
+def _series_ids(con: duckdb.DuckDBPyConnection, shape: _Shape) -> dict[int, str]:
+    """variable_id by series_no, for the series a usable record may have."""
+    return dict(con.execute(f"SELECT series_no, variable_id FROM {shape.series}").fetchall())
+
+
+def _variable_of(ids: dict[int, str]) -> str:
     """SQL giving a record's variable_id from its ``series_no``: a list literal indexed by it.
 
     A projection, not a join: joining the readings to the series cost the merge's insert more
     than half again, while indexing a list keeps the readings' order and costs little."""
-    ids = dict(con.execute(f"SELECT series_no, variable_id FROM {shape.series}").fetchall())
     items = ", ".join("NULL" if ids.get(n) is None else _sql_str(ids[n]) for n in range(max(ids, default=-1) + 1))
     return f"([{items}]::VARCHAR[])[series_no + 1]"
 
 
-def _count_records(con: duckdb.DuckDBPyConnection, prefix: str) -> tuple[int, int]:
-    """(usable records of ``<prefix>_all``, how many of them repeat a key (variable_id, ts) of
-    another, 0 exactly when none does), in one aggregate of few groups.
+@dataclass(frozen=True)
+class _Counts:
+    usable: int       # records of ``<prefix>_all`` without a reason
+    repeated: int     # usable records whose key (variable_id, ts) another one has: 0 exactly when none
+    series: list[int]  # the series_no of the usable records
+
+
+def _count_records(con: duckdb.DuckDBPyConnection, prefix: str) -> _Counts:
+    """What the usable records of ``<prefix>_all`` hold, in one aggregate of few groups.
 
     Counting distinct keys needs a hash table of every reading (it cost a third of the records'
     own statement). Instead the readings are grouped by instant (and series_no // 62, a handful
     of groups per instant at most) and each adds 2^(series_no % 62): a sum of n powers of two
     has n bits set exactly when no power repeats (adding a power already in the sum carries,
     which loses a bit); series_no is one number per variable_id, so no repeated power means
-    no repeated key in the group."""
-    return tuple(int(n) for n in con.execute(f"""
-        SELECT coalesce(sum(n), 0), coalesce(sum(n - bit_count(powers)), 0) FROM (
-            SELECT count(*) AS n, sum(1::BIGINT << (series_no % 62)) AS powers
-            FROM {prefix}_all WHERE why IS NULL GROUP BY ts, series_no // 62)
-    """).fetchone())
+    no repeated key in the group. OR-ing the powers instead tells which series occur, without
+    a second pass over the records."""
+    usable, repeated, present = con.execute(f"""
+        WITH instants AS (
+            SELECT series_no // 62 AS bucket, count(*) AS n, sum(1::BIGINT << (series_no % 62)) AS powers,
+                   bit_or(1::BIGINT << (series_no % 62)) AS present
+            FROM {prefix}_all WHERE why IS NULL GROUP BY ts, bucket)
+        SELECT (SELECT coalesce(sum(n), 0) FROM instants), (SELECT coalesce(sum(n - bit_count(powers)), 0) FROM instants),
+               (SELECT list((bucket, present)) FROM (SELECT bucket, bit_or(present) AS present FROM instants GROUP BY bucket))
+    """).fetchone()
+    series = sorted(bucket * 62 + bit for bucket, mask in present or [] for bit in range(62) if mask >> bit & 1)
+    return _Counts(int(usable), int(repeated), series)
 
 
 def _in_file_duplicates(con: duckdb.DuckDBPyConnection, prefix: str, any_repeated: bool, variable_of: str) -> int:
