@@ -139,4 +139,3 @@ def test_a_clean_table_from_before_the_view_keeps_its_rows(tmp_path, config):
         assert stored_days == [(datetime(2016, 11, 1).date(),)]  # day 1's copies untouched
     finally:
         con.close()
-

@@ -237,7 +237,6 @@ def day_chunks(start: datetime, end: datetime, tz: str, days: int = CHUNK_DAYS) 
     return list(zip(cuts, cuts[1:])) or [(start, end)]
 
 
-
 # the readings (variable_id, ts, value) of $variables in [$start, $end), plus ``_previous``: each
 # variable's newest reading before $start, whose row a window function may use as the previous
 # reading (the caller keeps only ts >= $start): a chunk of a longer run then judges its first

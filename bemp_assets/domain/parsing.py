@@ -775,8 +775,8 @@ def _parse_rows(reader: _FileReader, parsed: ParsedFile, header: list[str], sour
         FROM {shape.catalogue} c WHERE variable_id IN (SELECT unnest($ids::VARCHAR[]))
         GROUP BY variable_id ORDER BY variable_id
     """, {"ids": [ids[n] for n in counts.series]}).df()
-    line_rejects = f"(SELECT DISTINCT rid FROM {prefix}_all WHERE line_reject)"
-    if source.format == "wide":
+    if source.format == "wide":  # its records keep rid and line_reject (_localised_records)
+        line_rejects = f"(SELECT DISTINCT rid FROM {prefix}_all WHERE line_reject)"
         parsed.missing_cells = int(con.execute(
             f"SELECT coalesce(sum(empty_cells), 0) FROM {prefix}_wl ANTI JOIN {line_rejects} USING (rid) "
             f"WHERE date_reason IS NULL").fetchall()[0][0])
